@@ -1,0 +1,842 @@
+"""dl_utils.py - the course's shared toolbox.
+
+Every numbered script imports this file instead of repeating the same plumbing.
+Read it once after 03_train_mnist.py: nothing here is magic, and the training
+loop in `train_epoch` is THE loop the whole course uses.
+
+What lives here, in the order a script uses it:
+
+    settings     add_common_args, positive_int, positive_float
+    device       get_device, set_seed
+    data         load_mnist_data (fast, in memory), standard_mnist_loaders (the usual way)
+    training     train_epoch, evaluate_model, train_model, collect_predictions
+    models       count_parameters
+    saving       save_checkpoint, load_checkpoint, save_results, log_experiment
+    plots        plot_training_history, finish_figure
+
+Errors meant for a learner (missing data, a bad checkpoint, a loss that became
+NaN) are raised as `CourseError`: Python prints its message and exits with a
+non-zero status, without a traceback, because the message IS the lesson.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from torch import nn
+
+# ---------------------------------------------------------------------------
+# Paths: data/ and outputs/ sit next to the scripts, wherever you run them from
+# ---------------------------------------------------------------------------
+# `Path(__file__)` is this file, so `python course/03_train_mnist.py` from
+# another folder still finds course/data and writes course/outputs.
+SCRIPT_DIR = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = SCRIPT_DIR / "data"
+DEFAULT_OUT_DIR = SCRIPT_DIR / "outputs"
+
+# A fixed seed for the train/validation split, separate from --seed: changing
+# --seed then changes the initial weights and the shuffling, but every run is
+# still scored on the same 5,000 validation images, so runs stay comparable.
+SPLIT_SEED = 12345
+
+# 60,000 training images -> 55,000 to learn from + 5,000 to validate on (1/12).
+VALIDATION_FRACTION = 1 / 12
+
+# Evaluation needs no gradients, so memory per image is small: big batches
+# mean fewer Python round trips and the same numbers.
+EVAL_BATCH_SIZE = 1000
+
+# --quick trains 1 epoch on this many images: enough to watch learning happen.
+QUICK_SUBSET = 5000
+
+# Plots: draw into files when there is no screen (a server, CI, an SSH
+# session); "Agg" is matplotlib's file-only backend. With a screen, --show can
+# open windows. This must happen before pyplot is imported anywhere.
+_HEADLESS = sys.platform.startswith("linux") and not (
+    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+)
+if _HEADLESS:
+    matplotlib.use("Agg")
+
+TRAIN_COLOR = "tab:blue"  # one plot style for the whole course: train is blue,
+VAL_COLOR = "tab:red"  # validation is red, in every figure.
+
+
+class CourseError(SystemExit):
+    """A problem the learner can fix, explained in one paragraph.
+
+    It is a SystemExit, so when it reaches the top of a script Python prints
+    the message (no traceback) and exits with status 1. Tests catch it like
+    any exception: `with pytest.raises(CourseError)`.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Settings: the flags every script shares
+# ---------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (an epoch count of 0 trains nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a learning rate of 0 learns nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a probability in [0, 1), e.g. a dropout rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def add_common_args(
+    parser: argparse.ArgumentParser,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+) -> argparse.ArgumentParser:
+    """Add the flags every script shares; training flags when defaults are given.
+
+    Each script passes its own UPPERCASE constants as the defaults, so the
+    constant at the top of the script and `--help` always agree.
+    """
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding MNIST/raw/ (default: $DL_DATA_DIR, else data/ beside the scripts)")
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
+                        help="where .pth, .png and .json files go (default: outputs/ beside the scripts)")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help="random seed: same seed, same numbers on the CPU (default: %(default)s)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                        help="where to compute; auto picks CUDA, then Apple MPS, then CPU (default: %(default)s)")
+    parser.add_argument("--show", action="store_true",
+                        help="also open the plots in windows (they are always saved as PNG)")
+    if epochs is not None:
+        parser.add_argument("--epochs", type=positive_int, default=epochs,
+                            help="passes over the training set (default: %(default)s)")
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                            help="images per gradient step (default: %(default)s)")
+    if lr is not None:
+        parser.add_argument("--lr", type=positive_float, default=lr,
+                            help="learning rate: the size of each step (default: %(default)s)")
+    if epochs is not None:
+        parser.add_argument("--subset", type=positive_int, default=None,
+                            help="train on only the first N training images, for a quick run (default: all)")
+        parser.add_argument("--quick", action="store_true",
+                            help=f"a tour in seconds: 1 epoch on {QUICK_SUBSET:,} images "
+                                 f"(same as --epochs 1 --subset {QUICK_SUBSET})")
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse the flags; `--quick` becomes 1 epoch on QUICK_SUBSET images."""
+    args = parser.parse_args(argv)
+    if getattr(args, "quick", False):
+        args.epochs = 1
+        args.subset = args.subset or QUICK_SUBSET
+    return args
+
+
+# ---------------------------------------------------------------------------
+# Device and seeds
+# ---------------------------------------------------------------------------
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def get_device(preference: str = "auto") -> tuple[torch.device, str]:
+    """Pick where the maths runs and say why: returns (device, reason).
+
+    "auto" tries an NVIDIA GPU (CUDA), then an Apple-silicon GPU (MPS), then
+    the CPU, which always works. Asking for a device that is not there is a
+    CourseError rather than a silent fall-back: you asked for a reason.
+    """
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda"), f"auto: found the CUDA GPU {torch.cuda.get_device_name(0)}"
+        if _mps_available():
+            return torch.device("mps"), "auto: found an Apple-silicon GPU (MPS)"
+        return torch.device("cpu"), f"auto: no CUDA or MPS GPU found, using the CPU ({torch.get_num_threads()} threads)"
+    if preference == "cpu":
+        return torch.device("cpu"), f"asked for the CPU ({torch.get_num_threads()} threads)"
+    if preference == "cuda":
+        if torch.cuda.is_available():
+            return torch.device("cuda"), f"asked for CUDA: {torch.cuda.get_device_name(0)}"
+        raise CourseError(
+            "You asked for --device cuda, but PyTorch sees no CUDA GPU here "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}). "
+            "Either this machine has no NVIDIA GPU, its driver is missing, or this is a CPU-only "
+            "build of PyTorch. Run with --device auto (or cpu) instead; every script works on the CPU."
+        )
+    if preference == "mps":
+        if _mps_available():
+            return torch.device("mps"), "asked for the Apple-silicon GPU (MPS)"
+        raise CourseError(
+            "You asked for --device mps, but the Apple-silicon GPU backend is not available "
+            "(it needs a Mac with an M-series chip and macOS 12.3+). "
+            "Run with --device auto (or cpu) instead."
+        )
+    raise CourseError(f"Unknown device {preference!r}: choose one of auto, cpu, cuda, mps.")
+
+
+def device_name(device: torch.device) -> str:
+    """A human name for the results files: "cpu (2 threads)", "cuda (NVIDIA H100 80GB HBM3)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+def set_seed(seed: int) -> None:
+    """Seed every random number generator the course uses.
+
+    Python's `random`, NumPy and PyTorch each keep their own generator;
+    `torch.manual_seed` also seeds every CUDA device. With the same seed on
+    the CPU you get identical weights, shuffles and results, run after run.
+    (GPUs may still differ in the last digits: some of their kernels add
+    numbers in a varying order.)
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------
+# Data: MNIST, read once and held in memory
+# ---------------------------------------------------------------------------
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Where MNIST lives: --data-dir, else $DL_DATA_DIR, else data/ beside the scripts."""
+    if data_dir:
+        return Path(data_dir).expanduser().resolve()
+    if os.environ.get("DL_DATA_DIR"):
+        return Path(os.environ["DL_DATA_DIR"]).expanduser().resolve()
+    return DEFAULT_DATA_DIR
+
+
+def _missing_data_message(root: Path, error: Exception) -> str:
+    raw = root / "MNIST" / "raw"
+    files = ", ".join(MNIST_FILES)
+    return (
+        f"Could not find or download MNIST ({type(error).__name__}: {error}). "
+        f"The scripts look for the four MNIST files in {raw}/ and download them when they "
+        "are missing, which fails when you are offline or the mirrors are down. "
+        f"To fix it, get the four files ({files}; from the .gz files on any MNIST mirror, "
+        f"decompressed with gunzip) on a machine that has internet, put them in {raw}/, and "
+        "run again; or keep them anywhere as <folder>/MNIST/raw/ and pass --data-dir <folder> "
+        "(or set DL_DATA_DIR=<folder>)."
+    )
+
+
+def read_mnist(data_dir: str | Path | None = None, *, train: bool, download: bool = True):
+    """Return MNIST as uint8 images (N, 28, 28) and int64 labels (N,).
+
+    torchvision's `datasets.MNIST` finds the files (downloading them into
+    data_dir/MNIST/raw if needed) and parses the IDX format. We keep its raw
+    `.data` and `.targets` tensors instead of going through it image by image:
+    see `load_mnist_data` for why.
+    """
+    from torchvision import datasets  # imported here: only the data path needs it
+
+    root = resolve_data_dir(data_dir)
+    try:
+        dataset = datasets.MNIST(root=str(root), train=train, download=download)
+    except Exception as error:  # URLError, HTTPError, RuntimeError("Dataset not found"), bad files...
+        raise CourseError(_missing_data_message(root, error)) from None
+    return dataset.data, dataset.targets
+
+
+class InMemoryLoader:
+    """Batches from tensors already in memory; iterate it like a DataLoader.
+
+    `for images, labels in loader:` gives images of shape (B, 1, 28, 28) and
+    labels of shape (B,); `len(loader)` is the number of batches, the last
+    one partial when the data size is not a multiple of the batch size
+    (55,000 / 64 = 859 full batches + 1 of 24 = 860). With shuffle=True each
+    pass uses a new order drawn from a seeded generator, so a run is
+    repeatable. `loader.dataset` is a TensorDataset, as with a DataLoader.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                 shuffle: bool, seed: int = 0):
+        self.dataset = torch.utils.data.TensorDataset(images, labels)
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(self.images.device)
+        for start in range(0, n, self.batch_size):
+            if self.shuffle:
+                index = order[start:start + self.batch_size]
+                yield self.images[index], self.labels[index]
+            else:  # a slice is a view: no copy at all
+                yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+
+
+@dataclass
+class MNISTData:
+    """What `load_mnist_data` returns: three loaders and the statistics used."""
+
+    train_loader: InMemoryLoader
+    val_loader: InMemoryLoader
+    test_loader: InMemoryLoader
+    mean: float  # of the training pixels, in [0, 1] units
+    std: float
+
+    @property
+    def normalization(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+
+def split_indices(n_train_full: int, *, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed, seeded split of the training images into (train, validation) indices."""
+    n_val = round(n_train_full * VALIDATION_FRACTION)
+    order = torch.randperm(n_train_full, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
+
+
+def normalization_stats(images_uint8: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of the pixels, after scaling to [0, 1].
+
+    On MNIST's 55,000-image training split these come out as 0.1306 and
+    0.3081, next to the numbers printed in every tutorial, 0.1307 and 0.3081
+    (those were computed on all 60,000 training images). We compute them
+    rather than paste them, and only from training images: looking at
+    validation or test data, even for a mean, is a (small) leak.
+
+    A pixel has only 256 possible values, so we count how often each occurs
+    (`bincount`) and take the mean and std of those 256 values weighted by
+    their counts: exact, and no 43-million-element float copy in memory.
+    """
+    counts = torch.bincount(images_uint8.flatten(), minlength=256).to(torch.float64)
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    n = counts.sum()
+    mean = (counts * values).sum() / n
+    std = ((counts * (values - mean) ** 2).sum() / (n - 1)).sqrt()
+    return mean.item(), std.item()
+
+
+def _normalize(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    # (N, 28, 28) uint8 in 0..255 -> (N, 1, 28, 28) float32 with mean 0, std 1.
+    # The extra dimension is the colour channel (1: greyscale) that layers
+    # such as nn.Conv2d expect. (x / 255 - mean) / std == (x - 255 mean) / (255 std),
+    # done in place to avoid temporary copies.
+    images = images_uint8.to(torch.float32)
+    return images.sub_(255.0 * mean).div_(255.0 * std).unsqueeze(1)
+
+
+def load_mnist_data(
+    data_dir: str | Path | None = None,
+    *,
+    batch_size: int = 64,
+    subset: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    download: bool = True,
+) -> MNISTData:
+    """Train / validation / test loaders for MNIST, held in memory.
+
+    The split: the 60,000 training images are divided once, with a fixed
+    seed, into 55,000 for training and 5,000 for validation (to choose
+    epochs and settings); the 10,000 test images are used only for the final
+    number. `subset=N` keeps only the first N training images (quick runs).
+
+    Why in memory: the usual pipeline (see `standard_mnist_loaders`) turns
+    each image into a tensor and normalises it in Python, one image at a
+    time, every epoch: 60,000 small Python calls per epoch. Measured on a
+    2-core laptop-class CPU, that costs about 5 s per epoch for data alone,
+    several times what the MLP itself needs. All of MNIST as float32 is only
+    70,000 x 784 x 4 bytes = 220 MB, so we normalise it once, keep one tensor,
+    and a batch is just `images[index]`. On a GPU the whole tensor moves to
+    the GPU once, so no batch ever crosses the PCIe bus again. The trade-off:
+    this only works while the data set fits in memory, and it does no random
+    augmentation per image; for big data sets the DataLoader is the tool.
+    """
+    device = torch.device(device)
+    train_images, train_labels = read_mnist(data_dir, train=True, download=download)
+    test_images, test_labels = read_mnist(data_dir, train=False, download=download)
+
+    train_idx, val_idx = split_indices(len(train_labels))
+    if subset is not None:
+        train_idx = train_idx[:subset]
+    mean, std = normalization_stats(train_images[train_idx])
+
+    def loader(images, labels, size, shuffle):
+        return InMemoryLoader(_normalize(images, mean, std).to(device), labels.to(device),
+                              batch_size=size, shuffle=shuffle, seed=seed)
+
+    return MNISTData(
+        train_loader=loader(train_images[train_idx], train_labels[train_idx], batch_size, True),
+        val_loader=loader(train_images[val_idx], train_labels[val_idx], EVAL_BATCH_SIZE, False),
+        test_loader=loader(test_images, test_labels, EVAL_BATCH_SIZE, False),
+        mean=mean,
+        std=std,
+    )
+
+
+def standard_mnist_loaders(
+    data_dir: str | Path | None = None,
+    *,
+    batch_size: int = 64,
+    subset: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+    num_workers: int = 0,
+):
+    """The pipeline you will meet in most tutorials, for comparison.
+
+        transform = transforms.Compose([
+            transforms.ToTensor(),                 # PIL image 0..255 -> float tensor 0..1, (1, 28, 28)
+            transforms.Normalize((0.1307,), (0.3081,)),
+        ])
+        dataset = datasets.MNIST(root, train=True, transform=transform)
+        loader = DataLoader(dataset, batch_size=64, shuffle=True)
+
+    Every image goes through PIL and the transforms on every epoch. Flexible
+    (random augmentation per image, data sets larger than memory), but slow
+    for a small data set like MNIST. Same split, subset and statistics as
+    `load_mnist_data`, so the two can be compared fairly
+    (benchmarks/bench_training.py does). Returns (train, val, test) loaders.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    root = resolve_data_dir(data_dir)
+    train_images, _ = read_mnist(root, train=True, download=download)
+    train_idx, val_idx = split_indices(len(train_images))
+    if subset is not None:
+        train_idx = train_idx[:subset]
+    mean, std = normalization_stats(train_images[train_idx])
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    full_train = datasets.MNIST(str(root), train=True, transform=transform)
+    test_set = datasets.MNIST(str(root), train=False, transform=transform)
+    generator = torch.Generator().manual_seed(seed)
+    return (
+        DataLoader(Subset(full_train, train_idx.tolist()), batch_size=batch_size, shuffle=True,
+                   generator=generator, num_workers=num_workers),
+        DataLoader(Subset(full_train, val_idx.tolist()), batch_size=EVAL_BATCH_SIZE, num_workers=num_workers),
+        DataLoader(test_set, batch_size=EVAL_BATCH_SIZE, num_workers=num_workers),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Training: THE five-step loop
+# ---------------------------------------------------------------------------
+def _progress(iterable, *, total: int, desc: str, enabled: bool | None):
+    """Wrap with a tqdm progress bar when stdout is a terminal (quiet in logs and tests)."""
+    if enabled is None:
+        enabled = sys.stdout.isatty()
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar, same training
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
+
+
+def _nan_message(where: str, optimizer: torch.optim.Optimizer) -> str:
+    lr = optimizer.param_groups[0].get("lr")
+    return (
+        f"The training loss became NaN or infinite ({where}), so training stopped: every "
+        "weight it touched is now garbage. The usual cause is a learning rate that is too high "
+        f"(this run used lr={lr:g}): each step overshoots, the weights grow, the logits overflow, "
+        "and the loss explodes (see 'Learning Rate' in ML_CONCEPTS_EXPLAINED.md). "
+        "Try a learning rate 10 times smaller, e.g. --lr 0.001 for Adam or --lr 0.01 for SGD."
+    )
+
+
+def train_epoch(
+    model: nn.Module,
+    train_loader,
+    *,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str = "cpu",
+    scheduler=None,
+    progress: bool | None = None,
+    desc: str = "training",
+) -> dict:
+    """One pass over the training data; returns {"loss", "accuracy"} (means).
+
+    Every gradient-based model in this course learns with these five steps,
+    repeated for each batch:
+
+        1. optimizer.zero_grad()   gradients ADD UP across backward() calls
+                                   by default, so clear last batch's first
+        2. logits = model(images)  forward pass: (B, 1, 28, 28) -> (B, 10) scores
+        3. loss = loss_fn(logits, labels)   one number: how wrong we are
+        4. loss.backward()         backpropagation: d(loss)/d(weight) for every weight
+        5. optimizer.step()        move each weight a little against its gradient
+
+    `scheduler` (optional) is stepped after every batch, for schedules such as
+    OneCycleLR that change the learning rate within an epoch. The returned
+    loss and accuracy are averaged over the epoch while the weights were
+    still changing, so they lag behind a clean evaluation at its end.
+    """
+    model.train()  # switches dropout and batch norm to their training behaviour
+    # Running totals stay on the device: calling .item() on every batch
+    # would make a GPU wait for each step to finish before starting the next.
+    total_loss = torch.zeros((), device=device)
+    total_correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for images, labels in _progress(train_loader, total=len(train_loader), desc=desc, enabled=progress):
+        images, labels = images.to(device), labels.to(device)  # no-op when already there
+
+        optimizer.zero_grad()  # 1.
+        logits = model(images)  # 2.
+        loss = loss_fn(logits, labels)  # 3.
+        loss.backward()  # 4.
+        optimizer.step()  # 5.
+        if scheduler is not None:
+            scheduler.step()
+
+        batch = len(labels)
+        total_loss += loss.detach() * batch  # loss is a mean over the batch; undo that to sum
+        total_correct += (logits.argmax(dim=1) == labels).sum()
+        seen += batch
+    mean_loss = total_loss.item() / seen
+    if not math.isfinite(mean_loss):
+        raise CourseError(_nan_message(desc, optimizer))
+    return {"loss": mean_loss, "accuracy": total_correct.item() / seen}
+
+
+def evaluate_model(model: nn.Module, loader, *, loss_fn: nn.Module | None = None,
+                   device: torch.device | str = "cpu") -> dict:
+    """Mean loss and accuracy of `model` on `loader`; returns {"loss", "accuracy"}.
+
+    `model.eval()` turns dropout off and makes batch norm use its running
+    statistics; `torch.no_grad()` skips recording the graph that backward()
+    would need: less memory, more speed, and no chance of training by mistake.
+    The loss is NaN when no loss_fn is given.
+    """
+    model.eval()
+    total_loss, total_correct, seen = 0.0, 0, 0
+    with torch.no_grad():
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            if loss_fn is not None:
+                total_loss += loss_fn(logits, labels).item() * len(labels)
+            total_correct += (logits.argmax(dim=1) == labels).sum().item()
+            seen += len(labels)
+    return {"loss": total_loss / seen if loss_fn is not None else float("nan"),
+            "accuracy": total_correct / seen}
+
+
+def collect_predictions(model: nn.Module, loader, *, device: torch.device | str = "cpu"):
+    """Run `model` over `loader`; returns (probabilities (N, 10), labels (N,)) on the CPU.
+
+    Softmax turns each row of 10 logits into probabilities that sum to 1;
+    the prediction is the argmax and its probability the "confidence".
+    """
+    model.eval()
+    all_probs, all_labels = [], []
+    with torch.no_grad():
+        for images, labels in loader:
+            all_probs.append(torch.softmax(model(images.to(device)), dim=1).cpu())
+            all_labels.append(labels.cpu())
+    return torch.cat(all_probs), torch.cat(all_labels)
+
+
+def format_epoch(epoch: int, epochs: int, train: dict, val: dict, seconds: float) -> str:
+    """`Epoch 1/10: train loss 0.28 acc 92.1% | val loss 0.14 acc 95.9% | 1.6s`"""
+    return (f"Epoch {epoch}/{epochs}: train loss {train['loss']:.3f} acc {100 * train['accuracy']:.1f}% | "
+            f"val loss {val['loss']:.3f} acc {100 * val['accuracy']:.1f}% | {seconds:.1f}s")
+
+
+def train_model(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    *,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str = "cpu",
+    scheduler=None,
+    patience: int | None = None,
+    log=print,
+) -> dict:
+    """Train for `epochs`, validating after each; returns the history.
+
+    The history is a dict of lists, one entry per epoch: "epoch",
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds".
+    `log` receives one line per epoch (pass `log=None` for silence).
+
+    Early stopping: with `patience=N`, training stops once the validation
+    loss has not improved for N epochs in a row, and the weights from the
+    best epoch are put back, so the model you keep is the one that
+    generalised best, not the last one. The history then also holds
+    "best_epoch" and "stopped_early".
+    """
+    history = {key: [] for key in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")}
+    best_loss, best_state, best_epoch = math.inf, None, 0
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        train = train_epoch(model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
+                            scheduler=scheduler, desc=f"epoch {epoch}/{epochs}")
+        val = evaluate_model(model, val_loader, loss_fn=loss_fn, device=device)
+        seconds = time.perf_counter() - start
+        for key, value in (("epoch", epoch), ("train_loss", train["loss"]), ("train_accuracy", train["accuracy"]),
+                           ("val_loss", val["loss"]), ("val_accuracy", val["accuracy"]), ("seconds", seconds)):
+            history[key].append(value)
+        if log:
+            log(format_epoch(epoch, epochs, train, val, seconds))
+
+        if val["loss"] < best_loss:
+            best_loss, best_epoch = val["loss"], epoch
+            if patience is not None:  # a copy, not a reference: training goes on changing the weights
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif patience is not None and epoch - best_epoch >= patience:
+            if log:
+                log(f"Early stopping: validation loss has not improved for {patience} epochs; "
+                    f"restoring the weights of epoch {best_epoch}.")
+            break
+    history["best_epoch"] = best_epoch
+    history["stopped_early"] = patience is not None and history["epoch"][-1] < epochs
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
+    """Number of learnable numbers in `model`.
+
+    A Linear(784, 128) layer holds a 128 x 784 weight matrix plus 128 biases:
+    100,480 numbers. Summing `p.numel()` over `model.parameters()` counts
+    them all; buffers such as batch norm's running mean are not parameters.
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# ---------------------------------------------------------------------------
+# Saving: checkpoints, results, the experiment log
+# ---------------------------------------------------------------------------
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    arch: str,
+    model_config: dict,
+    hyperparameters: dict,
+    metrics: dict,
+    normalization: dict,
+) -> Path:
+    """Save a model the course's one way; returns the path.
+
+    The file is a dict: the weights (`state_dict`: layer name -> tensor),
+    plus everything needed to rebuild and trust it: the architecture's
+    name and config (e.g. {"hidden": 128}), the hyperparameters it was
+    trained with, its metrics, the normalisation statistics its inputs
+    need, and the torch version. Only plain Python values and tensors go in,
+    so `load_checkpoint` can use the safe `weights_only=True` loader.
+
+    Written atomically: first to a temporary file, then renamed over the
+    target. A rename is all-or-nothing, so Ctrl-C halfway through never
+    leaves a half-written .pth that breaks the next script.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "model_config": dict(model_config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "hyperparameters": dict(hyperparameters),
+        "metrics": dict(metrics),
+        "normalization": dict(normalization),
+        "torch_version": torch.__version__,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, made_by: str = "03_train_mnist.py") -> dict:
+    """Load a checkpoint written by `save_checkpoint`, safely.
+
+    A .pth file is a Python pickle, and unpickling can run any code the file's
+    author put in it. `weights_only=True` restricts torch.load to tensors and
+    plain containers, so a checkpoint from the internet cannot take over your
+    machine. Missing, corrupt or foreign files raise a CourseError saying
+    what to do (`made_by` names the script that writes this file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CourseError(
+            f"No checkpoint at {path}. It is written by {made_by}: run `python {made_by}` first "
+            "(add --data-dir if your MNIST is elsewhere), or point --model at an existing .pth file."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CourseError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            f"It may be truncated, corrupted, or not a .pth file at all. Delete it and run {made_by} again."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "arch" not in checkpoint:
+        raise CourseError(
+            f"{path} is a PyTorch file but not a course checkpoint: it lacks the 'arch' and 'state_dict' "
+            f"entries that save_checkpoint writes. Run {made_by} to make one."
+        )
+    return checkpoint
+
+
+def save_results(out_dir: str | Path, name: str, results: dict) -> Path:
+    """Write `results` to <out_dir>/<name>.json; the docs quote these files."""
+    path = Path(out_dir) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path
+
+
+def summarize_run(*, script: str, hyperparameters: dict, history: dict, test_metrics: dict,
+                  parameters: int, device: torch.device) -> dict:
+    """The results dict every training script returns and saves as JSON.
+
+    Accuracies are fractions (0.9781 means 97.81%); `train_seconds` is the
+    time spent in the epochs (training + validation), not loading data.
+    """
+    return {
+        "script": script,
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "device": device_name(torch.device(device)),
+        "torch_version": torch.__version__,
+        "parameters": parameters,
+        "test_accuracy": test_metrics["accuracy"],
+        "test_loss": test_metrics["loss"],
+        "best_val_accuracy": max(history["val_accuracy"]),
+        "final_val_accuracy": history["val_accuracy"][-1],
+        "train_seconds": sum(history["seconds"]),
+        "epochs_run": len(history["epoch"]),
+        "hyperparameters": dict(hyperparameters),
+        "history": history,
+    }
+
+
+def log_experiment(out_dir: str | Path, summary: dict) -> Path:
+    """Append one row for this run to <out_dir>/experiments.csv: your lab notebook.
+
+    Every training run adds a line (time, script, every hyperparameter,
+    parameters, best validation and test accuracy, seconds, device), so after
+    an afternoon of "change it and rerun" you can still tell which setting
+    gave which accuracy. New columns are added when a run brings a setting
+    the file has not seen yet (the file is rewritten then).
+    """
+    path = Path(out_dir) / "experiments.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {"time": summary["date"], "script": summary["script"], **summary["hyperparameters"]}
+    for key in ("parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device"):
+        row[key] = round(summary[key], 4) if isinstance(summary[key], float) else summary[key]
+    rows, fields = [], list(row)
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows + [row])
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Plots: one style for the whole course
+# ---------------------------------------------------------------------------
+def finish_figure(fig, path: str | Path, *, show: bool = False) -> Path:
+    """Save `fig` as a PNG at `path`; also show it in a window if asked."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    if show and not _HEADLESS:
+        plt.show()
+    plt.close(fig)
+    return path
+
+
+def plot_training_history(history: dict, path: str | Path, *, title: str = "Training history",
+                          show: bool = False) -> Path:
+    """Loss and accuracy per epoch, side by side: train in blue, validation in red.
+
+    How to read it: both curves falling and close together is a good fit;
+    training loss still falling while validation loss rises is overfitting;
+    both high and flat is underfitting; a jagged or rising training loss
+    means the learning rate is too high.
+    """
+    import matplotlib.pyplot as plt
+
+    epochs = history["epoch"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax_loss.plot(epochs, history["train_loss"], "o-", color=TRAIN_COLOR, label="train")
+    ax_loss.plot(epochs, history["val_loss"], "o-", color=VAL_COLOR, label="validation")
+    ax_loss.set(title="Loss (lower is better)", xlabel="epoch", ylabel="cross-entropy loss")
+    ax_acc.plot(epochs, [100 * a for a in history["train_accuracy"]], "o-", color=TRAIN_COLOR, label="train")
+    ax_acc.plot(epochs, [100 * a for a in history["val_accuracy"]], "o-", color=VAL_COLOR, label="validation")
+    ax_acc.set(title="Accuracy (higher is better)", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    return finish_figure(fig, path, show=show)

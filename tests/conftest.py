@@ -1,0 +1,80 @@
+"""Shared test fixtures: a tiny synthetic MNIST written in the real IDX format.
+
+The tests never need the real MNIST (nor a network): `tiny_mnist` writes a
+few hundred 28x28 images into <tmp>/MNIST/raw/ exactly as torchvision
+expects, so the course's real loading code (torchvision.datasets.MNIST ->
+dl_utils.load_mnist_data) runs on them. Each class is a bright bar whose
+position and orientation depend on the digit, jittered and noisy, so a
+model can learn it in one epoch but not by memorising pixels.
+"""
+
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # so `import dl_utils` works from any working directory
+
+N_TRAIN = 600
+N_TEST = 200
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` images (n, 28, 28) uint8 and labels (n,) uint8, classes 0-9 balanced."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.float32)  # faint background noise
+    for i, label in enumerate(labels):
+        dy, dx = rng.integers(-1, 2, size=2)  # +-1 pixel jitter
+        position = 3 + 4 * (label % 5) + dy  # 5 positions, 4 px apart ...
+        if label < 5:  # ... for a horizontal bar (0-4) or a vertical one (5-9)
+            images[i, position:position + 3, 5 + dx:23 + dx] = 255
+        else:
+            images[i, 5 + dx:23 + dx, position:position + 3] = 255
+    return images.clip(0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write images/labels as MNIST's big-endian IDX files (magic 2051 / 2049)."""
+    with open(folder / f"{prefix}-images-idx3-ubyte", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, len(images), 28, 28))
+        f.write(images.tobytes())
+    with open(folder / f"{prefix}-labels-idx1-ubyte", "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)))
+        f.write(labels.tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """A data dir (pass it as --data-dir) holding a tiny synthetic MNIST."""
+    root = tmp_path_factory.mktemp("tiny_mnist")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw, "train", *synthetic_digits(N_TRAIN, seed=1))
+    write_idx(raw, "t10k", *synthetic_digits(N_TEST, seed=2))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data(monkeypatch):
+    """Make sure no test silently reads $DL_DATA_DIR or downloads MNIST."""
+    monkeypatch.delenv("DL_DATA_DIR", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def load_script(name: str):
+    """Import a numbered script (e.g. "03_train_mnist") as a module.
+
+    Names that start with a digit cannot be imported with `import`, so we go
+    through importlib; each call gives a fresh module.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
