@@ -27,6 +27,7 @@ import datetime as _dt
 import json
 import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -259,8 +260,10 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 def _missing_data_message(root: Path, error: Exception) -> str:
     raw = root / "MNIST" / "raw"
     files = ", ".join(MNIST_FILES)
+    reason = " ".join(str(error).split())  # one line, however many mirrors torchvision tried
+    reason = reason if len(reason) < 160 else reason[:157] + "..."
     return (
-        f"Could not find or download MNIST ({type(error).__name__}: {error}). "
+        f"Could not find or download MNIST ({type(error).__name__}: {reason}). "
         f"The scripts look for the four MNIST files in {raw}/ and download them when they "
         "are missing, which fails when you are offline or the mirrors are down. "
         f"To fix it, get the four files ({files}; from the .gz files on any MNIST mirror, "
@@ -382,6 +385,7 @@ def load_mnist_data(
     seed: int = 0,
     device: torch.device | str = "cpu",
     download: bool = True,
+    normalization: dict | None = None,
 ) -> MNISTData:
     """Train / validation / test loaders for MNIST, held in memory.
 
@@ -389,6 +393,8 @@ def load_mnist_data(
     seed, into 55,000 for training and 5,000 for validation (to choose
     epochs and settings); the 10,000 test images are used only for the final
     number. `subset=N` keeps only the first N training images (quick runs).
+    `normalization={"mean": m, "std": s}` reuses the statistics a saved
+    model was trained with (04 does) instead of computing them.
 
     Why in memory: the usual pipeline (see `standard_mnist_loaders`) turns
     each image into a tensor and normalises it in Python, one image at a
@@ -408,7 +414,10 @@ def load_mnist_data(
     train_idx, val_idx = split_indices(len(train_labels))
     if subset is not None:
         train_idx = train_idx[:subset]
-    mean, std = normalization_stats(train_images[train_idx])
+    if normalization is None:
+        mean, std = normalization_stats(train_images[train_idx])
+    else:
+        mean, std = normalization["mean"], normalization["std"]
 
     def loader(images, labels, size, shuffle):
         return InMemoryLoader(_normalize(images, mean, std).to(device), labels.to(device),
@@ -698,7 +707,7 @@ def save_checkpoint(
         "hyperparameters": dict(hyperparameters),
         "metrics": dict(metrics),
         "normalization": dict(normalization),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # str: torch's own version class is not a plain value
     }
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -707,6 +716,12 @@ def save_checkpoint(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _corrupt_message(path: Path, error: Exception, made_by: str) -> str:
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return (f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {first_line}). "
+            f"It may be truncated, corrupted, or not a .pth file at all. Delete it and run {made_by} again.")
 
 
 def load_checkpoint(path: str | Path, *, made_by: str = "03_train_mnist.py") -> dict:
@@ -726,17 +741,58 @@ def load_checkpoint(path: str | Path, *, made_by: str = "03_train_mnist.py") -> 
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):  # not refused objects: broken bytes
+            raise CourseError(_corrupt_message(path, error, made_by)) from None
         raise CourseError(
-            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
-            f"It may be truncated, corrupted, or not a .pth file at all. Delete it and run {made_by} again."
+            f"{path} contains Python objects, not just tensors (for example a whole model saved with "
+            "torch.save(model)), and the safe loader refuses to unpickle them because unpickling can run "
+            "arbitrary code. The course saves state_dicts with dl_utils.save_checkpoint. If you made this "
+            f"file yourself and trust it, load it with torch.load(..., weights_only=False); otherwise run {made_by}."
         ) from None
+    except Exception as error:
+        raise CourseError(_corrupt_message(path, error, made_by)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "arch" not in checkpoint:
         raise CourseError(
             f"{path} is a PyTorch file but not a course checkpoint: it lacks the 'arch' and 'state_dict' "
             f"entries that save_checkpoint writes. Run {made_by} to make one."
         )
     return checkpoint
+
+
+def state_dict_mismatches(model: nn.Module, state_dict: dict) -> list[str]:
+    """What stops `model.load_state_dict(state_dict)`, one line per problem.
+
+    A state_dict maps layer names ("fc1.weight") to tensors. Loading needs
+    the same names with the same shapes, so the architecture must match
+    the one that was saved. An empty list means it will load.
+    """
+    own = model.state_dict()
+    lines = [f"{name}: saved {tuple(state_dict[name].shape)}, your model {tuple(own[name].shape)}"
+             for name in own if name in state_dict and own[name].shape != state_dict[name].shape]
+    lines += [f"{name}: in your model, not in the checkpoint" for name in own if name not in state_dict]
+    lines += [f"{name}: in the checkpoint, not in your model" for name in state_dict if name not in own]
+    return lines
+
+
+def import_script(name: str):
+    """Import a numbered lesson script (e.g. "03_train_mnist") as a module.
+
+    `import 03_train_mnist` is a syntax error (names cannot start with a
+    digit), so we load the file with importlib. The module is registered in
+    sys.modules so that pickle can find its classes again. Its `main()` does
+    not run: that only happens under `if __name__ == "__main__":`.
+    """
+    import importlib.util
+
+    module_name = "lesson_" + name
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, SCRIPT_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def save_results(out_dir: str | Path, name: str, results: dict) -> Path:
@@ -838,5 +894,30 @@ def plot_training_history(history: dict, path: str | Path, *, title: str = "Trai
         ax.grid(alpha=0.3)
         ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    return finish_figure(fig, path, show=show)
+
+
+def plot_prediction_grid(images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor,
+                         path: str | Path, *, mean: float, std: float, title: str,
+                         columns: int = 6, show: bool = False) -> Path:
+    """A gallery of digits, each titled with prediction, confidence and truth.
+
+    `images` are normalised (N, 1, 28, 28) tensors; we undo the normalisation
+    (x * std + mean) to show the pixels as they were. Correct predictions are
+    titled in green, mistakes in red, so errors jump out.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label, probs in zip(axes.flat, images, labels, probabilities):
+        predicted = int(probs.argmax())
+        ax.imshow((image.squeeze(0) * std + mean).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"pred {predicted} ({100 * probs.max():.0f}%)\ntrue {int(label)}", fontsize=10,
+                     color="tab:green" if predicted == int(label) else "tab:red")
     fig.suptitle(title)
     return finish_figure(fig, path, show=show)

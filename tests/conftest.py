@@ -67,14 +67,7 @@ def _no_real_data(monkeypatch):
 
 
 def load_script(name: str):
-    """Import a numbered script (e.g. "03_train_mnist") as a module.
+    """Import a numbered script (e.g. "03_train_mnist") as a module, via dl_utils."""
+    import dl_utils
 
-    Names that start with a digit cannot be imported with `import`, so we go
-    through importlib; each call gives a fresh module.
-    """
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return dl_utils.import_script(name)

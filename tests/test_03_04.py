@@ -1,0 +1,134 @@
+"""Smoke and bad-input tests for 03_train_mnist.py and 04_load_model.py on the tiny synthetic MNIST."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+import torch
+
+import dl_utils
+from conftest import REPO, load_script
+
+train = load_script("03_train_mnist")
+load = load_script("04_load_model")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_mnist, tmp_path_factory):
+    """One quick 03 run shared by the tests below: (out_dir, results)."""
+    out = tmp_path_factory.mktemp("out03")
+    results = train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--epochs", "2"])
+    return out, results
+
+
+def assert_png(path, min_width=400):
+    image = matplotlib.image.imread(path)
+    assert image.shape[1] >= min_width and image.std() > 0.01, f"{path} looks empty"
+
+
+def test_03_writes_everything_and_learns(trained):
+    out, results = trained
+    assert results["test_accuracy"] > 0.5  # chance is 0.1
+    assert results["parameters"] == 101_770
+    assert len(results["history"]["val_accuracy"]) == 2 and results["epochs_run"] == 2
+    saved = json.loads((out / "03_train_mnist.json").read_text())
+    for key in ("test_accuracy", "best_val_accuracy", "final_val_accuracy", "train_seconds", "device",
+                "parameters", "hyperparameters", "history", "epochs_run"):
+        assert key in saved
+    assert saved["test_accuracy"] == results["test_accuracy"]
+    assert saved["hyperparameters"]["lr"] == train.LEARNING_RATE
+    checkpoint = dl_utils.load_checkpoint(out / "mnist_model.pth")
+    assert checkpoint["metrics"]["test_accuracy"] == results["test_accuracy"]
+    assert checkpoint["model_config"]["hidden"] == train.HIDDEN
+    assert_png(out / "training_history.png")
+    rows = list(csv.DictReader((out / "experiments.csv").open()))
+    assert rows[-1]["script"] == "03_train_mnist" and float(rows[-1]["test_accuracy"]) == pytest.approx(
+        results["test_accuracy"], abs=1e-4)
+
+
+def test_04_reproduces_03_exactly(trained, tiny_mnist):
+    out, results = trained
+    reloaded = load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out)])
+    assert reloaded["test_accuracy"] == results["test_accuracy"]
+    assert reloaded["identical_to_checkpoint"] is True
+    assert "size mismatch for fc1.weight" in reloaded["architecture_mismatch_error"]
+    assert json.loads((out / "04_load_model.json").read_text())["test_accuracy"] == results["test_accuracy"]
+    assert_png(out / "predictions.png")
+
+
+def test_03_flags_change_the_model(tiny_mnist, tmp_path):
+    results = train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "1",
+                          "--hidden", "32", "--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05",
+                          "--dropout", "0.2", "--batch-norm", "--subset", "300"])
+    assert results["parameters"] == 784 * 32 + 32 + 2 * 32 + 32 * 10 + 10  # + batch norm's weight and bias
+    assert results["hyperparameters"]["optimizer"] == "sgd"
+    checkpoint = dl_utils.load_checkpoint(tmp_path / "mnist_model.pth")
+    assert checkpoint["model_config"] == {"hidden": 32, "dropout": 0.2, "batch_norm": True}
+    assert "norm.running_mean" in checkpoint["state_dict"]
+
+
+def test_04_explains_an_architecture_mismatch(tiny_mnist, tmp_path):
+    train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--hidden", "32"])
+    with pytest.raises(dl_utils.CourseError) as caught:
+        load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path)])
+    message = str(caught.value)
+    assert "hidden=32" in message and "--hidden 32" in message
+    assert "fc1.weight: saved (32, 784), your model (128, 784)" in message
+    # ... and following the advice works:
+    assert load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--hidden", "32"])[
+        "identical_to_checkpoint"]
+
+
+def test_04_refuses_other_architectures(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    dl_utils.save_checkpoint(tmp_path / "cnn.pth", model=model, arch="CNN", model_config={},
+                             hyperparameters={}, metrics={}, normalization={"mean": 0.1, "std": 0.3})
+    with pytest.raises(dl_utils.CourseError, match="holds a CNN model"):
+        load.main(["--model", str(tmp_path / "cnn.pth"), "--out-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "run `python 03_train_mnist.py` first"),
+    (b"\x00\x01 this is no checkpoint", "not a readable PyTorch checkpoint"),
+])
+def test_04_missing_or_corrupt_checkpoint(tmp_path, content, expected):
+    if content is not None:
+        (tmp_path / "mnist_model.pth").write_bytes(content)
+    with pytest.raises(dl_utils.CourseError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load.main(["--out-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--batch-size", "-64"], ["--lr", "0"],
+                                   ["--lr", "fast"], ["--device", "tpu"], ["--dropout", "1.5"]])
+def test_03_rejects_bad_flag_values(flags, capsys):
+    with pytest.raises(SystemExit) as caught:
+        train.main(flags)
+    assert caught.value.code == 2  # argparse's "usage error" status
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_03_momentum_needs_sgd():
+    with pytest.raises(dl_utils.CourseError, match="--optimizer sgd"):
+        train.main(["--momentum", "0.9"])
+
+
+def _run(script, *flags):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": ""}
+    env.pop("DL_DATA_DIR", None)
+    return subprocess.run([sys.executable, str(REPO / script), *flags], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_bad_input_in_a_real_process_prints_a_paragraph_not_a_traceback(tmp_path):
+    """What the learner sees in the terminal: one message, exit status non-zero, no traceback."""
+    missing = _run("04_load_model.py", "--out-dir", str(tmp_path), "--device", "cpu")
+    assert missing.returncode == 1
+    assert "Traceback" not in missing.stderr and "03_train_mnist.py" in missing.stderr
+
+    bad_flag = _run("03_train_mnist.py", "--epochs", "0")
+    assert bad_flag.returncode == 2
+    assert "Traceback" not in bad_flag.stderr and "must be a positive whole number" in bad_flag.stderr
