@@ -46,6 +46,7 @@ OPTIMIZER = "adam"  # adam adapts a step size per weight; plain sgd needs a larg
 MOMENTUM = 0.0  # for sgd only: 0.9 lets steps build up speed along consistent directions
 DROPOUT = 0.0  # probability of zeroing each hidden neuron while training (regularisation; try 0.2)
 BATCH_NORM = False  # normalise the hidden layer per batch (see "Regularization")
+NORMALIZE = True  # shift/scale pixels to mean 0, std 1 (see "Normalization"); --no-normalize feeds 0..1
 PATIENCE = None  # early stopping: stop after this many epochs without a better val loss
 SEED = 0  # same seed, same numbers (on the CPU)
 MODEL_FILE = "mnist_model.pth"  # 04_load_model.py looks for this name
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dropout probability after the hidden layer (default: %(default)s)")
     parser.add_argument("--batch-norm", action="store_true", default=BATCH_NORM,
                         help="add batch normalisation after the first layer")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=NORMALIZE,
+                        help="feed raw pixel values in [0, 1] instead of normalised ones, to see what it changes")
     parser.add_argument("--patience", type=dl_utils.positive_int, default=PATIENCE,
                         help="early stopping: epochs without a better validation loss before "
                              "stopping and restoring the best weights (default: off)")
@@ -118,11 +121,15 @@ def main(argv=None) -> dict:
     print(f"Device: {device} ({why})")
 
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device)
+                                    seed=args.seed, device=device,
+                                    normalization=None if args.normalize else {"mean": 0.0, "std": 1.0})
     n_train, n_val = len(data.train_loader.dataset), len(data.val_loader.dataset)
     print(f"Data: {n_train:,} training, {n_val:,} validation, {len(data.test_loader.dataset):,} test images; "
           f"{len(data.train_loader)} batches of up to {args.batch_size} per epoch")
-    print(f"Normalisation from the training images: mean {data.mean:.4f}, std {data.std:.4f}")
+    if args.normalize:
+        print(f"Normalisation from the training images: mean {data.mean:.4f}, std {data.std:.4f}")
+    else:
+        print("No normalisation: the network sees raw pixel values in [0, 1]")
 
     # -----------------------------------------------------------------------
     # 3. Model, loss, optimizer
@@ -169,7 +176,8 @@ def main(argv=None) -> dict:
     # -----------------------------------------------------------------------
     hyperparameters = {"hidden": args.hidden, "epochs": args.epochs, "batch_size": args.batch_size,
                        "lr": args.lr, "optimizer": args.optimizer, "momentum": args.momentum,
-                       "dropout": args.dropout, "batch_norm": args.batch_norm, "patience": args.patience,
+                       "dropout": args.dropout, "batch_norm": args.batch_norm, "normalize": args.normalize,
+                       "patience": args.patience,
                        "seed": args.seed, "subset": args.subset}
     results = dl_utils.summarize_run(script="03_train_mnist", hyperparameters=hyperparameters,
                                      history=history, test_metrics=test, parameters=parameters,

@@ -855,6 +855,69 @@ def log_experiment(out_dir: str | Path, summary: dict) -> Path:
 
 
 # ---------------------------------------------------------------------------
+# Robustness: data augmentation and adversarial examples
+# ---------------------------------------------------------------------------
+class AugmentedLoader:
+    """Wraps a training loader; every batch gets small random rotations and shifts.
+
+    Data augmentation shows the network a slightly different version of each
+    digit every epoch, so it learns "a 7 tilted a bit is still a 7" instead of
+    memorising exact pixels (see "Regularization" in ML_CONCEPTS_EXPLAINED.md).
+    The whole batch is transformed at once with `affine_grid` + `grid_sample`
+    (one random rotation + shift per image, computed as tensor maths), so it
+    costs far less than per-image PIL transforms. `padding_mode="border"`
+    fills the pixels rotated in from outside with the edge value, which in
+    MNIST is background. Use it for training only: validation and test
+    images must stay untouched.
+    """
+
+    def __init__(self, loader, *, max_degrees: float = 10.0, max_shift: float = 2.0, seed: int = 0):
+        self.loader, self.max_degrees, self.max_shift = loader, max_degrees, max_shift
+        self.dataset = loader.dataset
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            yield self.augment(images), labels
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = images.shape
+        angle = (torch.rand(n, generator=self.generator) * 2 - 1) * math.radians(self.max_degrees)
+        # affine_grid measures shifts in units of half the image: 2 px of 28 -> 2 / 14.
+        shift = (torch.rand(n, 2, generator=self.generator) * 2 - 1) * self.max_shift * 2 / width
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                             torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(images)  # (n, 2, 3)
+        grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+        return nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
+
+
+def fgsm_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon: float,
+                mean: float, std: float) -> torch.Tensor:
+    """Adversarial examples by the Fast Gradient Sign Method (Goodfellow et al., 2014).
+
+    Training asks "how should the WEIGHTS change to lower the loss?"; FGSM
+    asks backward() the opposite question about the INPUT: which way should
+    each pixel move to RAISE the loss? It then moves every pixel by
+    `epsilon` (in 0..1 pixel units) in that direction:
+        x_adv = x + epsilon * sign(d loss / d x)
+    A change too faint for a person to care about can flip the prediction.
+    `images` are normalised, so epsilon is divided by `std` to stay in pixel
+    units, and the result is clamped to the valid pixel range [0, 1].
+    """
+    model.eval()
+    images = images.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(images), labels)
+    (gradient,) = torch.autograd.grad(loss, images)
+    adversarial = images.detach() + (epsilon / std) * gradient.sign()
+    low, high = (0.0 - mean) / std, (1.0 - mean) / std
+    return adversarial.clamp(low, high)
+
+
+# ---------------------------------------------------------------------------
 # Plots: one style for the whole course
 # ---------------------------------------------------------------------------
 def finish_figure(fig, path: str | Path, *, show: bool = False) -> Path:
