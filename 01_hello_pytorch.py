@@ -1,0 +1,325 @@
+"""01 - Hello, PyTorch: tensors, autograd and activation functions.
+
+What you will learn
+  * what a tensor is: how to make one, and its shape, dtype and device
+  * arithmetic, matrix multiplication (@), reshape/view and indexing
+  * broadcasting: how a (3, 1) and a (4,) tensor add up to a (3, 4) one
+  * the NumPy bridge, and why changing the array can change the tensor
+  * autograd: PyTorch computes derivatives for you (we check one by hand)
+  * the activation functions ReLU, leaky ReLU, sigmoid and tanh, and softmax,
+    which turns scores into probabilities (and what its temperature does)
+  * where your maths runs: the CPU or a GPU
+
+Run first: nothing, this is the first lesson. It needs no MNIST and no internet.
+Read the output next to this file: each printed section is a numbered section below.
+
+Run it
+    python 01_hello_pytorch.py                  # every section, then the plot
+    python 01_hello_pytorch.py --device cpu     # force the CPU even if you have a GPU
+    python 01_hello_pytorch.py --help           # every flag and its default
+
+Writes (in outputs/, or --out-dir)
+    activation_functions.png   each activation and its slope, and softmax at 4 temperatures
+    01_hello_pytorch.json      the numbers this script printed
+
+How long: about 4 s on a 2-core CPU (most of it importing PyTorch and matplotlib).
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import dl_utils
+
+# ---------------------------------------------------------------------------
+# Settings: change one, rerun, compare
+# ---------------------------------------------------------------------------
+SEED = 0  # torch.rand gives the same "random" numbers every run with the same seed
+X_AUTOGRAD = 2.0  # where we take the derivative of y = x**2 + 3x (by hand: 2x + 3 = 7)
+SAMPLE_INPUTS = [-2.0, -1.0, 0.0, 1.0, 2.0]  # fed to every activation function
+LEAKY_SLOPE = 0.1  # leaky ReLU's slope for x < 0 (PyTorch's default is 0.01; 0.1 is easier to see)
+LOGITS = [2.0, 1.0, 0.1]  # three raw scores ("logits") for the softmax example
+TEMPERATURES = [0.5, 1.0, 2.0, 5.0]  # softmax(logits / T): T < 1 sharper, T > 1 flatter
+MATMUL_SIZE = 1024  # the timed matrix multiply in section 9 is MATMUL_SIZE x MATMUL_SIZE
+
+# The activation functions we plot: name -> (function, formula, what it is known for).
+ACTIVATIONS = {
+    "ReLU": (torch.relu, "max(0, x)", "the default between layers"),
+    "Leaky ReLU": (lambda x: F.leaky_relu(x, LEAKY_SLOPE), f"max({LEAKY_SLOPE:g}x, x)",
+                   "keeps a small slope for x < 0"),
+    "Sigmoid": (torch.sigmoid, "1 / (1 + e^-x)", "squashes into (0, 1)"),
+    "Tanh": (torch.tanh, "tanh(x)", "squashes into (-1, 1)"),
+}
+
+
+def section(title: str) -> None:
+    """Print a small header, so the output reads like the numbered sections below."""
+    print(f"\n=== {title} " + "=" * max(3, 70 - len(title)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Tensors, autograd and activation functions: PyTorch's basics.")
+    dl_utils.add_common_args(parser, seed=SEED)  # --data-dir is accepted but unused: no MNIST here
+    return parser
+
+
+def rounded(values) -> str:
+    """[0.659, 0.242, 0.099]: a list printed with 3 decimals."""
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def softmax_by_hand(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """exp(z / T) / sum(exp(z / T)): every output is positive and they sum to 1."""
+    exps = torch.exp(logits / temperature)
+    return exps / exps.sum()
+
+
+def plot_activations(path, *, show: bool = False):
+    """Top row: each activation (solid) and its slope from autograd (dashed).
+    Bottom row: the softmax of LOGITS at each temperature, as grouped bars."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(14, 8))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.1])
+    for column, (name, (fn, formula, note)) in enumerate(ACTIVATIONS.items()):
+        ax = fig.add_subplot(grid[0, column])
+        # The dashed slope is not a formula we typed in: autograd computes it.
+        # y[i] depends only on x[i], so the gradient of y.sum() with respect
+        # to x is exactly the derivative f'(x) at every point.
+        x = torch.linspace(-5, 5, 501, requires_grad=True)
+        y = fn(x)
+        y.sum().backward()
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.6", lw=0.8)
+        xs = x.detach().numpy()
+        ax.plot(xs, y.detach().numpy(), color="tab:blue", lw=2.2, label="f(x)")
+        ax.plot(xs, x.grad.numpy(), color="tab:orange", lw=1.8, ls="--", label="slope f'(x) (autograd)")
+        ax.set(title=f"{name}: f(x) = {formula}\n{note}", xlabel="input x", ylabel="output", ylim=(-1.6, 3.1))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8.5)
+
+    ax = fig.add_subplot(grid[1, :])
+    logits = torch.tensor(LOGITS)
+    width = 0.8 / len(TEMPERATURES)
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(TEMPERATURES)))
+    for i, temperature in enumerate(TEMPERATURES):
+        probs = torch.softmax(logits / temperature, dim=0).tolist()
+        note = " (sharper)" if temperature < 1 else " (flatter)" if temperature > 1 else " (plain softmax)"
+        positions = np.arange(len(LOGITS)) + (i - (len(TEMPERATURES) - 1) / 2) * width
+        bars = ax.bar(positions, probs, width * 0.95, color=colors[i], label=f"T = {temperature:g}{note}")
+        ax.bar_label(bars, labels=[f"{p:.2f}" for p in probs], fontsize=9, padding=2)
+    ax.set_xticks(np.arange(len(LOGITS)),
+                  [f"class {k}\nlogit {z:.1f}" for k, z in enumerate(LOGITS)])
+    ax.set(ylim=(0, 1.05), ylabel="probability",
+           title=f"Softmax turns logits {LOGITS} into probabilities that sum to 1; "
+                 f"dividing the logits by a temperature T changes how sure it looks")
+    ax.axhline(1 / len(LOGITS), color="0.4", ls=":", lw=1.2,
+               label=f"1/{len(LOGITS)}: all equal (T very large)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="softmax(logits / T)", loc="upper right")
+    fig.suptitle("Activation functions (top) and softmax with temperature (bottom)", fontsize=14)
+    return dl_utils.finish_figure(fig, path, show=show)
+
+
+def main(argv=None) -> dict:
+    args = dl_utils.parse_args(build_parser(), argv)
+    dl_utils.set_seed(args.seed)
+    torch.set_printoptions(precision=4, sci_mode=False)  # 0.2424, not 2.4243e-01
+    results = {"script": "01_hello_pytorch", "torch_version": torch.__version__, "seed": args.seed}
+
+    # -----------------------------------------------------------------------
+    # 1. Creating tensors: shape, dtype, device
+    # -----------------------------------------------------------------------
+    # A tensor is an n-dimensional array of numbers of one type: a number
+    # (0-d), a vector (1-d), a matrix (2-d), a batch of images (4-d: batch,
+    # channel, height, width). Every tensor has a shape, a dtype (the type
+    # of its numbers) and a device (the memory it lives in).
+    section("1. Creating tensors")
+    a = torch.tensor([[1, 2, 3], [4, 5, 6]])  # from a Python list: whole numbers -> int64
+    b = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # a decimal point -> float32
+    r = torch.rand(2, 3)  # uniform in [0, 1); same numbers every run thanks to the seed
+    print(f"a = torch.tensor([[1, 2, 3], [4, 5, 6]])  shape {tuple(a.shape)}, dtype {a.dtype}, device {a.device}")
+    print(f"b = 3 x 2 matrix of floats              shape {tuple(b.shape)}, dtype {b.dtype}")
+    print(f"torch.zeros(2, 3) = {torch.zeros(2, 3).tolist()}, torch.arange(5) = {torch.arange(5).tolist()}")
+    print(f"torch.rand(2, 3) (seed {args.seed}):\n{r}")
+    print(f"a.float() converts int64 -> {a.float().dtype}; networks compute in float32")
+    results["shapes"] = {"a": list(a.shape), "b": list(b.shape)}
+    results["dtypes"] = {"a": str(a.dtype), "b": str(b.dtype)}
+
+    # -----------------------------------------------------------------------
+    # 2. Arithmetic and matrix multiplication
+    # -----------------------------------------------------------------------
+    # +, -, *, / and ** work element by element (shapes must match, or
+    # broadcast: section 4). `@` is matrix multiplication: (2, 3) @ (3, 2)
+    # -> (2, 2), each output the dot product of a row and a column. It is the
+    # core of every neural network layer: nn.Linear computes x @ W.T + b.
+    section("2. Arithmetic and matrix multiplication")
+    c = a.float()
+    print(f"a + 10        = {(a + 10).tolist()}")
+    print(f"a * a         = {(a * a).tolist()}   (element by element)")
+    print(f"a.sum() = {a.sum().item()}, c.mean() = {c.mean().item()}, a.max() = {a.max().item()}")
+    product = c @ b
+    print(f"c @ b: (2, 3) @ (3, 2) -> {tuple(product.shape)} = {product.tolist()}")
+    print(f"  top-left by hand: 1*1 + 2*3 + 3*5 = {1 * 1 + 2 * 3 + 3 * 5}")
+    results["matmul"] = product.tolist()
+
+    # -----------------------------------------------------------------------
+    # 3. Reshaping and indexing
+    # -----------------------------------------------------------------------
+    # view/reshape rearrange the same numbers into a new shape (the count
+    # must stay the same; -1 means "whatever fits"). A view shares memory
+    # with the original: no copy. This is how 03 flattens a (64, 1, 28, 28)
+    # batch of images into (64, 784) rows for its first Linear layer.
+    section("3. Reshaping and indexing")
+    t = torch.arange(12)
+    grid = t.view(3, 4)
+    print(f"torch.arange(12).view(3, 4):\n{grid}")
+    print(f"grid[0] = {grid[0].tolist()} (first row), grid[:, 1] = {grid[:, 1].tolist()} (second column), "
+          f"grid[1, 2] = {grid[1, 2].item()}")
+    print(f"grid[grid > 8] = {grid[grid > 8].tolist()}  (a boolean mask picks elements)")
+    grid[0, 0] = 100
+    print(f"after grid[0, 0] = 100, t[0] is {t[0].item()}: a view shares memory with the original")
+    images = torch.zeros(64, 1, 28, 28)
+    print(f"a batch of images {tuple(images.shape)} -> .view(64, -1) -> {tuple(images.view(64, -1).shape)}")
+    results["flattened_batch_shape"] = list(images.view(64, -1).shape)
+
+    # -----------------------------------------------------------------------
+    # 4. Broadcasting
+    # -----------------------------------------------------------------------
+    # When shapes differ, PyTorch lines them up from the right; a dimension
+    # of size 1 (or a missing one) is stretched to match, without copying.
+    # (3, 1) + (4,) -> (3, 1) + (1, 4) -> (3, 4). That is how a layer adds
+    # one bias vector to every row of a batch.
+    section("4. Broadcasting")
+    column = torch.tensor([[0], [10], [20]])  # (3, 1)
+    row = torch.tensor([1, 2, 3, 4])  # (4,)
+    table = column + row
+    print(f"column {tuple(column.shape)} + row {tuple(row.shape)} -> {tuple(table.shape)}:\n{table}")
+    data = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
+    print(f"data - data.mean(dim=0): (2, 2) - (2,) -> {(data - data.mean(dim=0)).tolist()}  (centre each column)")
+    results["broadcast_shape"] = list(table.shape)
+
+    # -----------------------------------------------------------------------
+    # 5. The NumPy bridge
+    # -----------------------------------------------------------------------
+    # torch.from_numpy(array) and tensor.numpy() do not copy: the tensor and
+    # the array are two views of the same memory (on the CPU), so changing
+    # one changes the other. torch.tensor(array) makes an independent copy.
+    section("5. The NumPy bridge")
+    array = np.array([1.0, 2.0, 3.0])
+    shared = torch.from_numpy(array)
+    copied = torch.tensor(array)
+    array[0] = 99.0
+    print("array = np.array([1.0, 2.0, 3.0]); then array[0] = 99:")
+    print(f"  torch.from_numpy(array) = {shared.tolist()}  (shared memory: it changed too)")
+    print(f"  torch.tensor(array)     = {copied.tolist()}  (a copy: it did not)")
+    back = shared.numpy()
+    shared[1] = -1.0
+    print(f"shared[1] = -1: shared.numpy() = {back.tolist()}, the original array = {array.tolist()}")
+    results["numpy_shares_memory"] = bool(shared[0].item() == 99.0 and array[1] == -1.0
+                                          and copied[0].item() == 1.0)
+
+    # -----------------------------------------------------------------------
+    # 6. Autograd: derivatives for free
+    # -----------------------------------------------------------------------
+    # requires_grad=True tells PyTorch to record every operation on x. Then
+    # y.backward() walks that record backwards (the chain rule) and stores
+    # dy/dx in x.grad. Training does exactly this, with a loss for y and a
+    # hundred thousand weights for x.
+    section("6. Autograd")
+    x = torch.tensor(X_AUTOGRAD, requires_grad=True)
+    y = x ** 2 + 3 * x
+    y.backward()
+    by_hand = 2 * X_AUTOGRAD + 3  # d/dx (x^2 + 3x) = 2x + 3
+    gradient = x.grad.item()
+    print(f"y = x**2 + 3*x at x = {X_AUTOGRAD:g}: y = {y.item():g}")
+    print(f"autograd: dy/dx = x.grad = {gradient:g};  by hand: 2x + 3 = {by_hand:g}")
+    results["autograd"] = {"x": X_AUTOGRAD, "y": y.item(), "dy_dx": gradient, "dy_dx_by_hand": by_hand}
+    y = x ** 2 + 3 * x  # a second backward() ADDS to x.grad: why training calls zero_grad()
+    y.backward()
+    print(f"after a second backward(), x.grad = {x.grad.item():g}: gradients add up until you zero them")
+    results["autograd"]["grad_after_two_backward_calls"] = x.grad.item()
+
+    # -----------------------------------------------------------------------
+    # 7. Activation functions
+    # -----------------------------------------------------------------------
+    # A Linear layer only multiplies and adds, and two of them in a row are
+    # still one straight-line function. An activation bends the output, so
+    # stacked layers can learn curved decision boundaries. ReLU (zero for
+    # negatives) is the usual choice between layers; sigmoid squashes into
+    # (0, 1), tanh into (-1, 1). Their slopes (the dashed lines in the plot)
+    # matter: sigmoid and tanh are almost flat far from 0, so gradients
+    # through them vanish; ReLU keeps slope 1 for every positive input.
+    section("7. Activation functions")
+    inputs = torch.tensor(SAMPLE_INPUTS)
+    print(f"{'x':>12} " + " ".join(f"{v:6.2f}" for v in SAMPLE_INPUTS))
+    results["activations"] = {"inputs": SAMPLE_INPUTS}
+    for name, (fn, _, _) in ACTIVATIONS.items():
+        values = fn(inputs).tolist()
+        results["activations"][name] = values
+        print(f"{name:>12} " + " ".join(f"{v:6.2f}" for v in values))
+
+    # -----------------------------------------------------------------------
+    # 8. Softmax: scores -> probabilities
+    # -----------------------------------------------------------------------
+    # A classifier's last layer outputs one raw score ("logit") per class:
+    # any real numbers. Softmax makes them positive (exp) and makes them
+    # sum to 1 (divide by the total). The largest logit gets the largest
+    # probability. Dividing the logits by a temperature T first keeps the
+    # order but changes the confidence: T < 1 sharper, T > 1 flatter.
+    section("8. Softmax")
+    logits = torch.tensor(LOGITS)
+    exps = torch.exp(logits)
+    probs = torch.softmax(logits, dim=0)
+    print(f"{'logits':<22}{rounded(LOGITS)}")
+    print(f"{'exp(logits)':<22}{rounded(exps.tolist())}, sum {exps.sum().item():.3f}")
+    print(f"{'exp / sum = softmax':<22}{rounded(probs.tolist())}, sum {probs.sum().item():.3f}")
+    results["softmax"] = {"logits": LOGITS, "probabilities": probs.tolist(), "sum": probs.sum().item(),
+                          "by_hand": softmax_by_hand(logits).tolist(), "temperatures": {}}
+    for temperature in TEMPERATURES:
+        p = torch.softmax(logits / temperature, dim=0)
+        results["softmax"]["temperatures"][str(temperature)] = p.tolist()
+        print(f"{f'T = {temperature:g}: softmax(z/T)':<22}{rounded(p.tolist())}  "
+              f"(top class {p.argmax().item()} at {100 * p.max().item():.0f}%)")
+    print("The order never changes with T, so neither does the prediction; only the confidence does.")
+
+    # -----------------------------------------------------------------------
+    # 9. Devices: CPU or GPU
+    # -----------------------------------------------------------------------
+    # A tensor lives on one device; maths needs all its tensors on the same
+    # one, so scripts move the model and the data with .to(device). "auto"
+    # picks an NVIDIA GPU (cuda), then an Apple one (mps), then the CPU.
+    section("9. Devices")
+    device, why = dl_utils.get_device(args.device)
+    print(f"device: {device} ({why})")
+    m = torch.rand(MATMUL_SIZE, MATMUL_SIZE).to(device)
+    _ = m @ m  # a first run pays one-off start-up costs; time the second
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # GPUs work asynchronously: wait before reading the clock
+    start = time.perf_counter()
+    _ = m @ m
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    ms = 1000 * (time.perf_counter() - start)
+    billions = MATMUL_SIZE ** 3 / 1e9  # n x n outputs, each a sum of n products
+    print(f"m = torch.rand({MATMUL_SIZE}, {MATMUL_SIZE}).to(device) is on {m.device}; "
+          f"m @ m ({billions:.1f} billion multiply-adds) took {ms:.1f} ms")
+    results["device"] = dl_utils.device_name(device)
+    results["matmul_ms"] = ms
+
+    # -----------------------------------------------------------------------
+    # 10. The picture
+    # -----------------------------------------------------------------------
+    section("10. The plot")
+    plot_path = plot_activations(args.out_dir / "activation_functions.png", show=args.show)
+    dl_utils.save_results(args.out_dir, "01_hello_pytorch", results)
+    print(f"Saved {plot_path.name} and 01_hello_pytorch.json in {args.out_dir}")
+    print("Next: python 02_load_mnist.py")
+    return results
+
+
+if __name__ == "__main__":
+    main()
