@@ -191,6 +191,7 @@ def main(argv=None) -> dict:
     plot_path = dl_utils.plot_training_history(
         history, args.out_dir / "training_history.png", show=args.show,
         title=f"SimpleNN (hidden {args.hidden}) on MNIST: test accuracy {100 * test['accuracy']:.2f}%")
+    results["checkpoint_kb"] = round(checkpoint_path.stat().st_size / 1024)
     dl_utils.save_results(args.out_dir, "03_train_mnist", results)
     dl_utils.log_experiment(args.out_dir, results)
     print(f"Saved {checkpoint_path.name} ({checkpoint_path.stat().st_size / 1024:.0f} KB), "

@@ -1,0 +1,411 @@
+"""05 - An honest experiment: which architecture is better, and how sure are we?
+
+What you will learn
+  * how to compare models fairly: same data split, same seeds, same number of
+    epochs, same optimizer; change ONE thing (the architecture)
+  * that a difference smaller than the seed-to-seed noise is no difference:
+    run each model with several seeds and compare means with their spread
+  * what depth (a second hidden layer), the activation function (ReLU vs
+    Tanh) and no activation at all really change, measured
+  * why a network without non-linearities is just one linear map, and what
+    such a linear classifier still reaches on MNIST (about 92%, not "nothing")
+  * (with --lr-sweep) how accuracy depends on the learning rate
+
+Run first: 03_train_mnist.py (the two-layer network here is 03's SimpleNN).
+
+Run it
+    python 05_experiment_architectures.py                   # 4 networks x 3 seeds x 5 epochs
+    python 05_experiment_architectures.py --quick           # 1 epoch on 5,000 images, 1 seed: seconds
+    python 05_experiment_architectures.py --arch two-layer tanh --seeds 5   # two networks, 5 seeds
+    python 05_experiment_architectures.py --lr-sweep 0.0001,0.001,0.01,0.1  # learning rates, one network
+    python 05_experiment_architectures.py --data-dir ../shared/data         # MNIST kept elsewhere
+
+Writes (in outputs/, or --out-dir)
+    architecture_comparison.png   validation accuracy per epoch, test accuracy vs parameters, seconds
+    05_<Name>.pth                 each network's checkpoint, from the run with the first seed
+    05_experiment_architectures.json   the measurements: "architectures" is a list with, per network,
+                                  name, parameters, test_accuracy (mean over seeds), its spread,
+                                  train_seconds, history and one dl_utils.summarize_run per seed
+    experiments.csv               one row per training run (network x seed)
+    lr_sweep.png, lr_sweep.json   with --lr-sweep only (instead of the comparison)
+
+How long: about 2 minutes on a 2-core CPU with the defaults (4 x 3 x 5 = 60 epochs
+of about a second each, plus loading); see "Results" in README.md for the measurement.
+"""
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import dl_utils
+
+# ---------------------------------------------------------------------------
+# Settings: the same for every network (each has a flag; see --help)
+# ---------------------------------------------------------------------------
+EPOCHS = 5  # per network and seed; all of them are close to their best after 5 (see the plot)
+BATCH_SIZE = 64  # as in 03
+LEARNING_RATE = 1e-3  # Adam, as in 03, for every network: the same budget for all
+SEEDS = 3  # runs per network, seeds SEED, SEED+1, ...; 3 is the fewest that show a spread
+SEED = 0
+ARCHS = ["two-layer", "three-layer", "tanh", "no-activation"]  # all four; --arch picks some
+LR_SWEEP = None  # e.g. [1e-4, 1e-3, 1e-2, 1e-1]: train the first --arch at each learning rate instead
+
+
+# ---------------------------------------------------------------------------
+# 1. The four networks
+# ---------------------------------------------------------------------------
+# Each flattens the 28 x 28 image into 784 numbers and ends with 10 scores
+# (logits), one per digit. They differ in what happens in between.
+class TwoLayerNN(nn.Module):
+    """784 -> 128 -> ReLU -> 10: 03's SimpleNN, the baseline. 101,770 parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(784, 128)  # 784 * 128 + 128 = 100,480
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(128, 10)  # 128 * 10 + 10 = 1,290
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(self.flatten(x))))
+
+
+class ThreeLayerNN(nn.Module):
+    """784 -> 256 -> ReLU -> 128 -> ReLU -> 10: deeper and wider. 235,146 parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(784, 256)  # 200,960
+        self.fc2 = nn.Linear(256, 128)  # 32,896
+        self.fc3 = nn.Linear(128, 10)  # 1,290
+        self.act = nn.ReLU()  # no weights: one module can be used twice
+
+    def forward(self, x):
+        x = self.act(self.fc1(self.flatten(x)))
+        x = self.act(self.fc2(x))
+        return self.fc3(x)
+
+
+class TanhNN(nn.Module):
+    """TwoLayerNN with Tanh instead of ReLU. Same 101,770 parameters.
+
+    Tanh squashes into (-1, 1) and its slope vanishes for large inputs, so
+    gradients through saturated neurons are small; ReLU's slope is 1 for
+    every positive input. That is the usual argument for ReLU; on a network
+    this shallow the measured difference is small (see the results).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(784, 128)
+        self.act = nn.Tanh()
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(self.flatten(x))))
+
+
+class NoActivationNN(nn.Module):
+    """TwoLayerNN with the ReLU removed: "break it on purpose". Same 101,770 parameters.
+
+    Without a non-linearity the two layers collapse into ONE linear map:
+        fc2(fc1(x)) = W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2) = W x + b
+    with W = W2 W1 of shape (10, 784): a single Linear(784, 10), 7,850
+    numbers. The hidden layer adds parameters but no power; stacking 100
+    such layers would still be one matrix. What such a linear classifier can
+    do: give each digit a score that is a weighted sum of pixels, i.e. one
+    "template" per digit. On MNIST that already gets about 92% right, far
+    above the 10% of guessing, because digits mostly differ in WHERE ink is.
+    What it cannot do is combine evidence ("a loop at the top AND a stroke
+    below"), which is what the ReLU networks' extra ~5 points are.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 10)  # nothing in between
+
+    def forward(self, x):
+        return self.fc2(self.fc1(self.flatten(x)))
+
+    def collapsed(self) -> nn.Sequential:
+        """Flatten + the single Linear(784, 10) that computes exactly what this network computes."""
+        linear = nn.Linear(784, 10, device=self.fc1.weight.device, dtype=self.fc1.weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(self.fc2.weight @ self.fc1.weight)  # W = W2 W1
+            linear.bias.copy_(self.fc2.weight @ self.fc1.bias + self.fc2.bias)  # b = W2 b1 + b2
+        return nn.Sequential(nn.Flatten(), linear)
+
+
+# --arch name -> class. The order here is the order of the table and plot.
+NETWORKS = {"two-layer": TwoLayerNN, "three-layer": ThreeLayerNN, "tanh": TanhNN, "no-activation": NoActivationNN}
+COLORS = {"two-layer": "tab:blue", "three-layer": "tab:purple", "tanh": "tab:orange", "no-activation": "tab:gray"}
+
+
+def lr_list(text: str) -> list[float]:
+    """argparse type: comma-separated positive learning rates, e.g. 0.0001,0.001,0.01."""
+    values = [dl_utils.positive_float(part) for part in text.split(",") if part.strip()]
+    if len(values) < 2:
+        raise argparse.ArgumentTypeError(f"give at least two learning rates separated by commas, got {text!r}")
+    return sorted(set(values))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Compare four network architectures on MNIST, with seed noise.")
+    dl_utils.add_common_args(parser, seed=SEED, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LEARNING_RATE)
+    parser.add_argument("--arch", nargs="+", choices=list(NETWORKS), default=ARCHS,
+                        help="which networks to train (default: all four)")
+    parser.add_argument("--seeds", type=dl_utils.positive_int, default=None,
+                        help=f"runs per network, with seeds --seed, --seed+1, ... (default: {SEEDS}; 1 with --quick)")
+    parser.add_argument("--lr-sweep", type=lr_list, default=LR_SWEEP, metavar="LR,LR,...",
+                        help="instead of comparing networks, train the first --arch at each of these "
+                             "learning rates, e.g. 0.0001,0.001,0.01,0.1")
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# 2. One training run: the same recipe for every network
+# ---------------------------------------------------------------------------
+def train_once(arch: str, *, seed: int, lr: float, data, args, device) -> tuple[nn.Module, dict]:
+    """Train network `arch` with `seed`; returns (model, dl_utils.summarize_run results)."""
+    dl_utils.set_seed(seed)  # the same seed -> the same initial weights ...
+    data.train_loader.generator.manual_seed(seed)  # ... and the same batch order, for every network
+    model = NETWORKS[arch]().to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=loss_fn,
+                                   optimizer=optimizer, epochs=args.epochs, device=device, log=None)
+    test = dl_utils.evaluate_model(model, data.test_loader, loss_fn=loss_fn, device=device)
+    hyperparameters = {"arch": arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": lr,
+                       "optimizer": "adam", "seed": seed, "subset": args.subset}
+    results = dl_utils.summarize_run(script="05_experiment_architectures", hyperparameters=hyperparameters,
+                                     history=history, test_metrics=test,
+                                     parameters=dl_utils.count_parameters(model), device=device)
+    dl_utils.log_experiment(args.out_dir, results)  # one row per run in experiments.csv
+    return model, results
+
+
+def spread(values: list[float]) -> float:
+    """Sample standard deviation (0 for a single value): how much a result moves between seeds."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+# ---------------------------------------------------------------------------
+# 3. Is a difference real? Compare it with the seed noise
+# ---------------------------------------------------------------------------
+# Each seed gives other initial weights and another batch order, and so a
+# slightly different test accuracy. The mean of n seeds wobbles by about
+# std / sqrt(n) (its "standard error"). A rough rule: call the gap between
+# two means real only when it is more than twice the standard error of that
+# gap, sqrt(se_a^2 + se_b^2). Within that, the ranking could flip with other
+# seeds. It is a rule of thumb, not a proof: 3 seeds estimate the spread
+# itself only roughly, and every run here shares one train/validation split.
+def compare(a: dict, b: dict) -> dict:
+    """Is `a` better than `b`? Returns the gap (in accuracy points), its noise and a verdict."""
+    gap = a["test_accuracy"] - b["test_accuracy"]
+    n_a, n_b = len(a["test_accuracy_per_seed"]), len(b["test_accuracy_per_seed"])
+    noise = math.sqrt(a["test_accuracy_std"] ** 2 / n_a + b["test_accuracy_std"] ** 2 / n_b)
+    if min(n_a, n_b) < 2:
+        verdict = "cannot tell: one seed shows no noise (run with --seeds 3 or more)"
+    elif abs(gap) > 2 * noise:
+        verdict = f"{a['name'] if gap > 0 else b['name']} is better, beyond seed noise"
+    else:
+        verdict = "within seed noise: no measured difference"
+    return {"a": a["name"], "b": b["name"], "gap": gap, "noise": noise, "verdict": verdict}
+
+
+# The course's hypothesis, as (better, worse) pairs of --arch names.
+HYPOTHESIS = [("three-layer", "two-layer"), ("two-layer", "tanh"), ("two-layer", "no-activation")]
+
+
+def plot_comparison(entries: list[dict], path, *, title: str, show: bool):
+    """architecture_comparison.png: learning curves, accuracy vs size, time."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_curve, ax_size, ax_time) = plt.subplots(1, 3, figsize=(16, 5.2))
+    for entry in entries:
+        color = COLORS[entry["key"]]
+        per_seed = [run["history"]["val_accuracy"] for run in entry["runs"]]
+        epochs = entry["runs"][0]["history"]["epoch"]
+        mean = [100 * statistics.mean(values) for values in zip(*per_seed)]
+        ax_curve.plot(epochs, mean, "o-", color=color, label=entry["name"])
+        if len(per_seed) > 1:  # the band: lowest to highest seed at each epoch
+            ax_curve.fill_between(epochs, [100 * min(v) for v in zip(*per_seed)],
+                                  [100 * max(v) for v in zip(*per_seed)], color=color, alpha=0.2)
+        accuracies = [100 * a for a in entry["test_accuracy_per_seed"]]
+        center = 100 * entry["test_accuracy"]
+        ax_size.errorbar(entry["parameters"] / 1000, center, fmt="o", color=color, markersize=8, capsize=5,
+                         yerr=[[center - min(accuracies)], [max(accuracies) - center]])
+        ax_size.annotate(f"{entry['name']}\n{center:.2f}%", (entry["parameters"] / 1000, center),
+                         textcoords="offset points", xytext=(10, -4), fontsize=9, color=color, va="center")
+    ax_curve.set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="validation accuracy (%)")
+    ax_curve.set_xticks(epochs)  # whole epochs only
+    ax_curve.legend(loc="lower right")
+    ax_size.set(title="Test accuracy vs size", xlabel="parameters (thousands)", ylabel="test accuracy (%)")
+    ax_size.set_xlim(0, 1.45 * max(entry["parameters"] for entry in entries) / 1000)  # from 0: honest sizes,
+    # and room on the right for the labels
+
+    names = [entry["name"] for entry in entries]
+    seconds = [entry["train_seconds"] for entry in entries]
+    bars = ax_time.barh(names, seconds, color=[COLORS[entry["key"]] for entry in entries])
+    ax_time.bar_label(bars, labels=[f"{s:.1f} s" for s in seconds], padding=3)
+    ax_time.invert_yaxis()  # first network on top, as in the table
+    ax_time.set(title="Training time per run (train + validate)", xlabel="seconds")
+    ax_time.set_xlim(0, 1.25 * max(seconds))
+    for ax in (ax_curve, ax_size, ax_time):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return dl_utils.finish_figure(fig, path, show=show)
+
+
+def run_lr_sweep(args, data, device) -> dict:
+    """Train one network at each learning rate (all seeds); plot accuracy vs learning rate."""
+    import matplotlib.pyplot as plt
+
+    arch = args.arch[0]
+    print(f"\nLearning-rate sweep: {NETWORKS[arch].__name__}, {args.epochs} epochs, seeds {args.seed_list}")
+    rows = []
+    for lr in args.lr_sweep:
+        accuracies = []
+        for seed in args.seed_list:
+            try:
+                _, results = train_once(arch, seed=seed, lr=lr, data=data, args=args, device=device)
+                accuracies.append(results["test_accuracy"])
+            except dl_utils.CourseError:  # the loss became NaN: a result too ("diverged")
+                accuracies.append(float("nan"))
+        finite = [a for a in accuracies if math.isfinite(a)]
+        rows.append({"lr": lr, "test_accuracy": statistics.mean(finite) if finite else None,
+                     "test_accuracy_per_seed": accuracies, "diverged_runs": len(accuracies) - len(finite)})
+        shown = f"{100 * rows[-1]['test_accuracy']:.2f}%" if finite else "diverged"
+        print(f"  lr {lr:<8g} test accuracy {shown}" + (f" (range {100 * min(finite):.2f}-{100 * max(finite):.2f})"
+                                                         if len(finite) > 1 else ""))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for row in rows:
+        finite = [100 * a for a in row["test_accuracy_per_seed"] if math.isfinite(a)]
+        ax.plot([row["lr"]] * len(finite), finite, "o", color="tab:blue", alpha=0.35)
+    ok = [row for row in rows if row["test_accuracy"] is not None]
+    ax.plot([row["lr"] for row in ok], [100 * row["test_accuracy"] for row in ok], "o-", color="tab:blue",
+            linewidth=2, label="mean over seeds (faint dots: each seed)")
+    ax.set_xscale("log")  # learning rates differ by factors of 10: equal steps on a log axis
+    ax.set(xlabel="learning rate (log scale)", ylabel="test accuracy (%)",
+           title=f"{NETWORKS[arch].__name__}, Adam, {args.epochs} epochs: too small crawls, too large jumps around")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    path = dl_utils.finish_figure(fig, args.out_dir / "lr_sweep.png", show=args.show)
+    results = {"script": "05_experiment_architectures", "arch": NETWORKS[arch].__name__, "epochs": args.epochs,
+               "seeds": args.seed_list, "device": dl_utils.device_name(device), "lr_sweep": rows}
+    dl_utils.save_results(args.out_dir, "lr_sweep", results)
+    best = max(ok, key=lambda row: row["test_accuracy"])
+    print(f"Best learning rate here: {best['lr']:g}. Saved {path.name} and lr_sweep.json in {args.out_dir}")
+    return results
+
+
+def main(argv=None) -> dict:
+    args = dl_utils.parse_args(build_parser(), argv)
+    args.seeds = args.seeds or (1 if args.quick else SEEDS)
+    args.seed_list = [args.seed + i for i in range(args.seeds)]
+    args.arch = list(dict.fromkeys(args.arch))  # drop repeats, keep the order given
+    start = time.perf_counter()
+
+    device, why = dl_utils.get_device(args.device)
+    print(f"Device: {device} ({why})")
+    # One data set for every run: the same 55,000 / 5,000 split and the same
+    # normalisation; only the seed changes the weights and the batch order.
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
+                                    seed=args.seed, device=device)
+    print(f"Data: {len(data.train_loader.dataset):,} training, {len(data.val_loader.dataset):,} validation, "
+          f"{len(data.test_loader.dataset):,} test images")
+    if args.lr_sweep:
+        return run_lr_sweep(args, data, device)
+
+    # -----------------------------------------------------------------------
+    # 4. Train every network with every seed
+    # -----------------------------------------------------------------------
+    print(f"Every network: {args.epochs} epoch{'s' if args.epochs > 1 else ''}, batch {args.batch_size}, Adam lr {args.lr:g}, "
+          f"seeds {args.seed_list}\n")
+    entries = []
+    for arch in args.arch:
+        name = NETWORKS[arch].__name__
+        runs = []
+        for seed in args.seed_list:
+            model, results = train_once(arch, seed=seed, lr=args.lr, data=data, args=args, device=device)
+            runs.append(results)
+            print(f"{name:15s} seed {seed}: test accuracy {100 * results['test_accuracy']:.2f}% "
+                  f"in {results['train_seconds']:.1f}s")
+            if seed == args.seed_list[0]:  # keep the first seed's model, as 03 keeps its one model
+                dl_utils.save_checkpoint(
+                    args.out_dir / f"05_{name}.pth", model=model, arch=name, model_config={},
+                    hyperparameters=results["hyperparameters"],
+                    metrics={k: results[k] for k in ("test_accuracy", "best_val_accuracy", "train_seconds")},
+                    normalization=data.normalization)
+                first_model = model
+        accuracies = [run["test_accuracy"] for run in runs]
+        entries.append({
+            "name": name, "key": arch, "parameters": runs[0]["parameters"],
+            "test_accuracy": statistics.mean(accuracies),  # mean over seeds
+            "test_accuracy_std": spread(accuracies),
+            "test_accuracy_per_seed": accuracies,
+            "train_seconds": statistics.mean(run["train_seconds"] for run in runs),  # per run
+            "history": runs[0]["history"],  # the first seed's; every seed's is in "runs"
+            "runs": runs,
+        })
+        if arch == "no-activation":
+            # Check the algebra on real digits: the collapsed Linear(784, 10) gives the same logits.
+            images = data.test_loader.images[:1000]
+            with torch.no_grad():
+                difference = (first_model(images) - first_model.collapsed()(images)).abs().max().item()
+            print(f"{name} is one Linear(784, 10) in disguise: W2 @ W1 and W2 @ b1 + b2 give the same "
+                  f"logits (largest difference on 1,000 test images: {difference:.1e}) with 7,850 numbers "
+                  f"instead of {entries[-1]['parameters']:,}.")
+        print()
+
+    # -----------------------------------------------------------------------
+    # 5. The table, the hypothesis, the figure
+    # -----------------------------------------------------------------------
+    n = len(args.seed_list)
+    several = n > 1
+    print(f"{'network':15s} {'parameters':>10s}  {'test accuracy':>13s}" + ("   +- std   worst - best" if several else "")
+          + "   seconds/run")
+    for e in entries:
+        low, high = 100 * min(e["test_accuracy_per_seed"]), 100 * max(e["test_accuracy_per_seed"])
+        print(f"{e['name']:15s} {e['parameters']:>10,}  {100 * e['test_accuracy']:12.2f}%"
+              + (f"   +- {100 * e['test_accuracy_std']:.2f}   {low:5.2f} - {high:5.2f}" if several else "")
+              + f"   {e['train_seconds']:11.1f}")
+    print(f"(test accuracy: the mean of {n} seeds; +- std: how much it moves from seed to seed; "
+          "seconds: per run, train + validation)" if several else "(one seed: rerun with --seeds 3 to see the noise)")
+
+    by_key = {e["key"]: e for e in entries}
+    comparisons = [compare(by_key[a], by_key[b]) for a, b in HYPOTHESIS if a in by_key and b in by_key]
+    if comparisons:
+        print("\nThe course's hypothesis: ThreeLayerNN >= TwoLayerNN >= TanhNN, and all beat NoActivationNN. Measured:")
+        for c in comparisons:
+            print(f"  {c['a']} - {c['b']}: {100 * c['gap']:+.2f} points (noise +-{200 * c['noise']:.2f}): {c['verdict']}")
+
+    n_epochs = len(entries[0]["history"]["epoch"])
+    plot_path = plot_comparison(
+        entries, args.out_dir / "architecture_comparison.png", show=args.show,
+        title=f"Same data, same budget ({n_epochs} epoch{'s' if n_epochs > 1 else ''}, Adam lr {args.lr:g}, "
+              f"batch {args.batch_size}), "
+              f"{n} seed{'s' if n > 1 else ''} each" + (": line = mean, band and bars = worst to best seed" if n > 1 else ""))
+    results = {"script": "05_experiment_architectures", "date": entries[0]["runs"][0]["date"],
+               "device": dl_utils.device_name(device), "epochs": args.epochs, "batch_size": args.batch_size,
+               "lr": args.lr, "seeds": args.seed_list, "subset": args.subset,
+               "architectures": entries, "comparisons": comparisons,
+               "total_seconds": time.perf_counter() - start}
+    dl_utils.save_results(args.out_dir, "05_experiment_architectures", results)
+    print(f"\nSaved {plot_path.name}, 05_experiment_architectures.json and "
+          f"{', '.join('05_' + e['name'] + '.pth' for e in entries)} in {args.out_dir} "
+          f"({results['total_seconds']:.0f}s in all)")
+    print("Next: python 06_cnn_mnist.py - a network built for images")
+    return results
+
+
+if __name__ == "__main__":
+    main()

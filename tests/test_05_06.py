@@ -1,0 +1,235 @@
+"""Tests for 05_experiment_architectures.py, 06_cnn_mnist.py and the helpers they share in dl_utils.
+
+Smoke tests run each script in-process on the tiny synthetic MNIST (conftest.py) and check every
+file it writes; unit tests check the confusion-matrix and mistake-gallery helpers on hand-made
+predictions whose confusions are known, the linearity of NoActivationNN, and the parameter counts
+the lessons state.
+"""
+
+import csv
+import json
+
+import matplotlib.image
+import pytest
+import torch
+
+import dl_utils
+from conftest import load_script
+
+arch = load_script("05_experiment_architectures")
+cnn = load_script("06_cnn_mnist")
+
+
+def assert_png(path, min_width=400):
+    image = matplotlib.image.imread(path)  # fails if the file is not a PNG
+    assert image.shape[1] >= min_width and image.std() > 0.01, f"{path} looks empty"
+
+
+# ---------------------------------------------------------------------------
+# 05: the architectures
+# ---------------------------------------------------------------------------
+FAST = ["--epochs", "1", "--subset", "300", "--batch-size", "100"]  # 3 steps per run: the suite stays quick
+
+
+@pytest.mark.parametrize("name, expected", [("two-layer", 101_770), ("three-layer", 235_146),
+                                            ("tanh", 101_770), ("no-activation", 101_770)])
+def test_05_parameter_counts_are_the_ones_stated(name, expected):
+    assert dl_utils.count_parameters(arch.NETWORKS[name]()) == expected
+
+
+def test_06_parameter_count_and_shapes():
+    model = cnn.CNN()
+    assert dl_utils.count_parameters(model) == 320 + 18_496 + 401_536 + 1_290 == 421_642
+    shapes = {row["layer"]: row["shape"] for row in cnn.print_shapes(model, torch.zeros(5, 1, 28, 28))}
+    assert shapes["pool1"] == [5, 32, 14, 14] and shapes["pool2"] == [5, 64, 7, 7]
+    assert shapes["flatten"] == [5, 3136] and shapes["fc2"] == [5, 10]
+    # print_shapes runs the children one by one: that must be what forward() computes.
+    x = torch.randn(3, 1, 28, 28)
+    model.eval()
+    layer_by_layer = x
+    for layer in model.children():
+        layer_by_layer = layer(layer_by_layer)
+    assert torch.allclose(model(x), layer_by_layer)
+
+
+def test_no_activation_network_is_linear_and_collapses_to_one_layer():
+    torch.manual_seed(0)
+    model = arch.NoActivationNN().double()
+    x, y = torch.randn(4, 1, 28, 28, dtype=torch.float64), torch.randn(4, 1, 28, 28, dtype=torch.float64)
+    a, b = 2.5, -0.7
+
+    def g(z):  # f minus its bias terms: f(z) - f(0)
+        return model(z) - model(torch.zeros_like(z))
+
+    assert torch.allclose(g(a * x + b * y), a * g(x) + b * g(y), atol=1e-10)
+    assert torch.allclose(model(x), model.collapsed()(x), atol=1e-10)  # W2 W1 x + (W2 b1 + b2)
+    # The same check fails as soon as there is a ReLU in between:
+    relu_model = arch.TwoLayerNN().double()
+
+    def h(z):
+        return relu_model(z) - relu_model(torch.zeros_like(z))
+
+    assert not torch.allclose(h(a * x + b * y), a * h(x) + b * h(y), atol=1e-3)
+
+
+def test_compare_says_within_noise_or_better():
+    def entry(name, accuracies):
+        import statistics
+        return {"name": name, "test_accuracy": statistics.mean(accuracies),
+                "test_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "test_accuracy_per_seed": accuracies}
+
+    assert "within seed noise" in arch.compare(entry("A", [0.975, 0.979, 0.977]),
+                                               entry("B", [0.976, 0.974, 0.978]))["verdict"]
+    assert "A is better" in arch.compare(entry("A", [0.977, 0.978, 0.977]), entry("B", [0.92, 0.921, 0.919]))["verdict"]
+    assert "cannot tell" in arch.compare(entry("A", [0.98]), entry("B", [0.97]))["verdict"]
+
+
+def test_05_writes_everything(tiny_mnist, tmp_path):
+    results = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST, "--seeds", "2"])
+    saved = json.loads((tmp_path / "05_experiment_architectures.json").read_text())
+    names = [entry["name"] for entry in saved["architectures"]]
+    assert names == ["TwoLayerNN", "ThreeLayerNN", "TanhNN", "NoActivationNN"]
+    for entry in saved["architectures"]:
+        for key in ("name", "parameters", "test_accuracy", "train_seconds", "history", "test_accuracy_std",
+                    "test_accuracy_per_seed", "runs"):
+            assert key in entry
+        assert 0 <= entry["test_accuracy"] <= 1 and len(entry["runs"]) == 2
+        assert entry["runs"][0]["hyperparameters"]["seed"] == 0 and entry["runs"][1]["hyperparameters"]["seed"] == 1
+        checkpoint = dl_utils.load_checkpoint(tmp_path / f"05_{entry['name']}.pth")
+        assert checkpoint["arch"] == entry["name"]
+        model = arch.NETWORKS[entry["runs"][0]["hyperparameters"]["arch"]]()
+        model.load_state_dict(checkpoint["state_dict"])  # the checkpoint rebuilds its network
+    assert {c["a"] for c in saved["comparisons"]} == {"ThreeLayerNN", "TwoLayerNN"}
+    assert results["architectures"][0]["test_accuracy"] == saved["architectures"][0]["test_accuracy"]
+    assert_png(tmp_path / "architecture_comparison.png")
+    rows = list(csv.DictReader((tmp_path / "experiments.csv").open()))
+    assert len(rows) == 8 and {row["arch"] for row in rows} == set(arch.NETWORKS)
+
+
+def test_05_same_seed_same_result_for_a_network(tiny_mnist, tmp_path):
+    """The comparison is fair only if a network's run depends on the seed alone, not on what ran before it."""
+    alone = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST,
+                       "--arch", "tanh", "--seeds", "1"])
+    after_others = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST,
+                              "--arch", "two-layer", "tanh", "--seeds", "1"])
+    assert alone["architectures"][0]["test_accuracy"] == after_others["architectures"][1]["test_accuracy"]
+
+
+def test_05_lr_sweep(tiny_mnist, tmp_path):
+    results = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST,
+                         "--seeds", "1", "--arch", "two-layer", "--lr-sweep", "0.01,0.001"])
+    assert [row["lr"] for row in results["lr_sweep"]] == [0.001, 0.01]
+    assert json.loads((tmp_path / "lr_sweep.json").read_text())["arch"] == "TwoLayerNN"
+    assert_png(tmp_path / "lr_sweep.png")
+
+
+@pytest.mark.parametrize("flags", [["--arch", "resnet"], ["--lr-sweep", "0.1"], ["--lr-sweep", "0.1,fast"],
+                                   ["--seeds", "0"]])
+def test_05_rejects_bad_flags(flags, capsys):
+    with pytest.raises(SystemExit) as caught:
+        arch.main(flags)
+    assert caught.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# 06: the CNN
+# ---------------------------------------------------------------------------
+PNGS_06 = ("cnn_training_history.png", "cnn_filters.png", "cnn_feature_maps.png", "confusion_matrix.png",
+           "misclassified.png", "mlp_vs_cnn.png")
+
+
+def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path):
+    (tmp_path / "03_train_mnist.json").write_text(json.dumps(
+        {"parameters": 101_770, "test_accuracy": 0.9767, "train_seconds": 9.8, "epochs_run": 10,
+         "hyperparameters": {"subset": None}}))
+    results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "1"])
+    saved = json.loads((tmp_path / "06_cnn_mnist.json").read_text())
+    for key in ("test_accuracy", "parameters", "train_seconds", "history", "layer_shapes", "parameters_by_layer",
+                "confusion_matrix", "most_confused", "most_confused_pairs", "test_mistakes", "mlp_comparison"):
+        assert key in saved
+    assert saved["parameters"] == 421_642 and saved["test_accuracy"] == results["test_accuracy"]
+    matrix = torch.tensor(saved["confusion_matrix"])
+    assert matrix.sum() == 200 and 200 - matrix.trace() == saved["test_mistakes"]
+    assert abs(matrix.trace() / 200 - saved["test_accuracy"]) < 1e-9
+    assert saved["mlp_comparison"]["test_accuracy"] == 0.9767
+    checkpoint = dl_utils.load_checkpoint(tmp_path / "cnn_model.pth", made_by="06_cnn_mnist.py")
+    assert checkpoint["arch"] == "CNN" and checkpoint["metrics"]["test_accuracy"] == results["test_accuracy"]
+    model = cnn.CNN(**checkpoint["model_config"])
+    model.load_state_dict(checkpoint["state_dict"])  # channels_last weights load into a default model
+    for name in PNGS_06:
+        assert_png(tmp_path / name)
+
+
+def test_06_flags_and_the_figure_without_03(tmp_path):
+    args = cnn.build_parser().parse_args(["--no-channels-last", "--scheduler", "constant"])
+    assert args.channels_last is False and args.scheduler == "constant" and cnn.build_parser().parse_args([]).channels_last
+    layers = {"conv1": 320, "conv2": 18_496, "fc1": 401_536, "fc2": 1_290}
+    path = cnn.plot_mlp_vs_cnn(None, {"fc1": 100_480, "fc2": 1_290},
+                               {"parameters": 421_642, "test_accuracy": 0.99, "train_seconds": 40.0, "epochs": 3},
+                               layers, tmp_path / "mlp_vs_cnn.png", show=False)
+    assert_png(path)
+
+
+def test_06_reads_03s_checkpoint_when_its_json_is_missing(tmp_path):
+    mlp = load_script("03_train_mnist").SimpleNN()
+    dl_utils.save_checkpoint(tmp_path / "mnist_model.pth", model=mlp, arch="SimpleNN", model_config={"hidden": 128},
+                             hyperparameters={"epochs": 10}, metrics={"test_accuracy": 0.97, "train_seconds": 9.0},
+                             normalization={"mean": 0.13, "std": 0.31})
+    found = cnn.load_mlp_results(tmp_path)
+    assert found["parameters"] == 101_770 and found["test_accuracy"] == 0.97 and found["epochs"] == 10
+
+
+def test_channels_last_changes_the_layout_not_the_maths():
+    torch.manual_seed(0)
+    model = cnn.CNN().eval()
+    x = torch.randn(4, 1, 28, 28)
+    before = model(x)
+    fast = dl_utils.to_channels_last(model)
+    assert fast.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(fast(x), before, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# The helpers: confusion matrix and mistake gallery, on predictions made by hand
+# ---------------------------------------------------------------------------
+# 3 classes. Truth and prediction, chosen so the confusions are known:
+#   class 0: 4 right;  class 1: 2 right, 3 read as 2;  class 2: 1 right, 1 read as 1, 1 read as 0.
+LABELS = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2])
+PREDICTIONS = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 1, 0])
+
+
+def test_confusion_matrix_counts_true_rows_predicted_columns():
+    matrix = dl_utils.confusion_matrix(PREDICTIONS, LABELS, num_classes=3)
+    assert matrix.tolist() == [[4, 0, 0], [0, 2, 3], [1, 1, 1]]
+    assert matrix.sum() == len(LABELS) and matrix.trace() == 7  # 7 of 12 correct
+
+
+def test_most_confused_pairs():
+    matrix = dl_utils.confusion_matrix(PREDICTIONS, LABELS, num_classes=3)
+    assert dl_utils.most_confused_pairs(matrix, k=5) == [(1, 2, 3), (2, 0, 1), (2, 1, 1)]  # ties in digit order
+    assert dl_utils.most_confused_pairs(matrix, k=1, both_ways=True) == [(1, 2, 4)]  # 1->2 (3) + 2->1 (1)
+    assert dl_utils.most_confused_pairs(torch.eye(3, dtype=torch.long) * 5) == []  # no mistakes, no pairs
+
+
+def test_misclassified_indices_most_confident_first():
+    confidence = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.55, 0.95, 0.7, 0.9, 0.6, 0.99])
+    probabilities = torch.zeros(12, 3)
+    probabilities[torch.arange(12), PREDICTIONS] = confidence
+    probabilities[torch.arange(12), (PREDICTIONS + 1) % 3] = 1 - confidence
+    wrong = dl_utils.misclassified_indices(probabilities, LABELS)
+    assert wrong.tolist() == [11, 7, 8, 10, 6]  # the 5 mistakes, by falling confidence
+    assert dl_utils.misclassified_indices(probabilities, LABELS, k=2).tolist() == [11, 7]
+    right = dl_utils.misclassified_indices(probabilities, probabilities.argmax(1))
+    assert len(right) == 0
+
+
+def test_confusion_and_gallery_plots(tmp_path):
+    matrix = dl_utils.confusion_matrix(PREDICTIONS, LABELS, num_classes=10)
+    assert matrix.shape == (10, 10)
+    assert_png(dl_utils.plot_confusion_matrix(matrix, tmp_path / "cm.png", title="hand-made"))
+    probabilities = torch.nn.functional.one_hot(PREDICTIONS, 10).float() * 0.9 + 0.01
+    wrong = dl_utils.misclassified_indices(probabilities, LABELS)
+    images = torch.randn(len(wrong), 1, 28, 28)
+    assert_png(dl_utils.plot_prediction_grid(images, LABELS[wrong], probabilities[wrong], tmp_path / "gallery.png",
+                                             mean=0.13, std=0.31, title="mistakes"), min_width=300)
