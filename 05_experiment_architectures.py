@@ -243,14 +243,24 @@ def plot_comparison(entries: list[dict], path, *, title: str, show: bool):
         center = 100 * entry["test_accuracy"]
         ax_size.errorbar(entry["parameters"] / 1000, center, fmt="o", color=color, markersize=8, capsize=5,
                          yerr=[[center - min(accuracies)], [max(accuracies) - center]])
-        ax_size.annotate(f"{entry['name']}\n{center:.2f}%", (entry["parameters"] / 1000, center),
-                         textcoords="offset points", xytext=(10, -4), fontsize=9, color=color, va="center")
     ax_curve.set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="validation accuracy (%)")
     ax_curve.set_xticks(epochs)  # whole epochs only
-    ax_curve.legend(loc="lower right")
+    ax_curve.legend(loc="center right")
     ax_size.set(title="Test accuracy vs size", xlabel="parameters (thousands)", ylabel="test accuracy (%)")
-    ax_size.set_xlim(0, 1.45 * max(entry["parameters"] for entry in entries) / 1000)  # from 0: honest sizes,
-    # and room on the right for the labels
+    right = 1.6 * max(entry["parameters"] for entry in entries) / 1000
+    ax_size.set_xlim(0, right)  # from 0: honest sizes, and room on the right for the labels
+    # Label each point to its right. Networks of the same size (three have 101,770
+    # parameters) would write over each other, so their labels are pushed apart.
+    low, high = ax_size.get_ylim()
+    gap, previous = 0.1 * (high - low), {}
+    for entry in sorted(entries, key=lambda e: e["test_accuracy"]):
+        x = entry["parameters"] / 1000
+        y = max(100 * entry["test_accuracy"], previous.get(x, -math.inf) + gap)
+        previous[x] = y
+        ax_size.text(x + 0.03 * right, y, f"{entry['name']}\n{100 * entry['test_accuracy']:.2f}%",
+                     color=COLORS[entry["key"]], fontsize=9, va="center")
+        high = max(high, y + gap / 2)
+    ax_size.set_ylim(low, high)
 
     names = [entry["name"] for entry in entries]
     seconds = [entry["train_seconds"] for entry in entries]

@@ -5,7 +5,7 @@ What you will learn
     same few weights used at every position ("weight sharing")
   * how max pooling shrinks the image, and how a tensor's shape changes
     layer by layer: (B, 1, 28, 28) -> ... -> (B, 10), printed for one batch
-  * why the CNN beats the MLP of 03 (about 99.2% against 97.7%), and where
+  * why the CNN beats the MLP of 03 (about 99.3% against 97.7%), and where
     its parameters and its computation go
   * a learning-rate schedule (OneCycle) that gets there in 3 epochs
   * how to look inside a trained network: its filters, its feature maps,
@@ -14,10 +14,12 @@ What you will learn
 Run first: 03_train_mnist.py, to compare the CNN with the MLP (optional).
 
 Run it
-    python 06_cnn_mnist.py                           # the full lesson: 3 epochs, about 99.2%
+    python 06_cnn_mnist.py                           # the full lesson: 3 epochs, about 99.3%
     python 06_cnn_mnist.py --quick                   # 1 epoch on 5,000 images: seconds
     python 06_cnn_mnist.py --scheduler constant --lr 0.001   # no schedule, as in 03: compare
     python 06_cnn_mnist.py --no-channels-last        # the same maths, slower on a CPU: compare
+    python 06_cnn_mnist.py --augment                 # train on randomly rotated/shifted digits
+    python 06_cnn_mnist.py --image my_digit.png      # then read your own handwriting
     python 06_cnn_mnist.py --data-dir ../shared/data # MNIST kept elsewhere (offline)
 
 Writes (in outputs/, or --out-dir)
@@ -28,6 +30,8 @@ Writes (in outputs/, or --out-dir)
     confusion_matrix.png       which digit is mistaken for which, counted on the 10,000 test images
     misclassified.png          the test digits the CNN gets wrong, most confident first
     mlp_vs_cnn.png             parameters per layer, accuracy and time: 03's MLP next to the CNN
+    adversarial_example.png    a test digit, a faint FGSM perturbation, and the CNN fooled by it
+    own_digit.png              with --image: your picture, what the CNN saw, its probabilities
     06_cnn_mnist.json          the measured results; experiments.csv gets one more row
 
 How long: on a 2-core CPU, about 45 s of training and under 1.5 minutes in all
@@ -48,11 +52,13 @@ import dl_utils
 # ---------------------------------------------------------------------------
 # Settings: change one, rerun, compare (each has a flag; see --help)
 # ---------------------------------------------------------------------------
-EPOCHS = 3  # with OneCycle, 3 epochs reach about 99.2%; more epochs add little
+EPOCHS = 3  # with OneCycle, 3 epochs reached 99.3-99.4% here (seeds 0, 1, 2)
 BATCH_SIZE = 64  # as in 03; 128 was no faster per image on a 2-core CPU, nor more accurate
 LEARNING_RATE = 3e-3  # Adam's PEAK learning rate under OneCycle, 3x 03's lr; with --scheduler constant try 0.001
 SCHEDULER = "onecycle"  # "onecycle": warm up to LEARNING_RATE, then anneal to ~0; "constant": no schedule
 DROPOUT = 0.25  # dropout before the last layer: a little regularisation for the 401,536-weight fc1
+AUGMENT = False  # random small rotations/shifts of each training batch (see dl_utils.AugmentedLoader)
+EPSILON = 0.1  # FGSM attack strength, in pixel units (0..1): a faint change to every pixel
 CHANNELS_LAST = True  # a faster memory layout for convolutions on the CPU (see dl_utils.to_channels_last)
 N_MISTAKES = 24  # misclassified.png shows this many test mistakes
 FEATURE_DIGIT = 0  # which test image cnn_feature_maps.png follows through the network
@@ -141,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dropout probability before the last layer (default: %(default)s)")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=CHANNELS_LAST,
                         help="keep PyTorch's default memory layout (slower on a CPU, same results up to rounding)")
+    parser.add_argument("--augment", action="store_true", default=AUGMENT,
+                        help="train on randomly rotated (up to 10 degrees) and shifted (up to 2 px) digits")
+    parser.add_argument("--epsilon", type=dl_utils.fraction, default=EPSILON,
+                        help="FGSM adversarial attack strength in pixel units 0..1 (default: %(default)s)")
+    parser.add_argument("--image", type=Path, default=None,
+                        help="after training, classify this PNG/JPEG of a handwritten digit")
     return parser
 
 
@@ -281,6 +293,28 @@ def plot_mlp_vs_cnn(mlp: dict | None, mlp_layers: dict, cnn: dict, cnn_layers: d
     return dl_utils.finish_figure(fig, path, show=show)
 
 
+def plot_adversarial(image, adversarial, probs, adversarial_probs, label: int, epsilon: float, path, *,
+                     mean: float, std: float, show: bool) -> Path:
+    """Original | perturbation x 10 | adversarial image, with both predictions."""
+    import matplotlib.pyplot as plt
+
+    original = (image[0] * std + mean).numpy()
+    attacked = (adversarial[0] * std + mean).numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 4.4), layout="constrained")
+    panels = [
+        (original, "gray", (0, 1), f"original (true {label})\nCNN: {int(probs.argmax())} ({100 * probs.max():.1f}%)"),
+        ((attacked - original) * 10, "seismic", (-1, 1), f"perturbation x 10: red brighter, blue darker\n(each pixel moved by at most {epsilon:g})"),
+        (attacked, "gray", (0, 1), f"original + perturbation\nCNN: {int(adversarial_probs.argmax())} "
+                                   f"({100 * adversarial_probs.max():.1f}%)"),
+    ]
+    for ax, (picture, cmap, (low, high), title) in zip(axes, panels):
+        ax.imshow(picture, cmap=cmap, vmin=low, vmax=high)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle("An adversarial example (FGSM): a faint change, chosen with the gradient, flips the answer")
+    return save_laid_out_figure(fig, path, show=show)
+
+
 def main(argv=None) -> dict:
     args = dl_utils.parse_args(build_parser(), argv)
     process_start = time.perf_counter()
@@ -328,8 +362,10 @@ def main(argv=None) -> dict:
     print(f"Work per image: the CNN does {sum(macs.values()):,} multiply-adds (conv2 alone {macs['conv2']:,}), "
           f"the MLP {mlp_macs:,}: {sum(macs.values()) / mlp_macs:.0f} times more, because every conv weight "
           "is used at every position. That is why a CNN epoch takes longer.")
-    print("Bigger is not the reason it wins: an MLP with as many parameters, python 03_train_mnist.py "
-          "--hidden 512 (407,050), stays far below the CNN.")
+    # Measured on the course's 2-core machine: 03 with --hidden 512 reached 97.47% test accuracy
+    # (seed 0, 10 epochs), no better than with 128 hidden neurons; the CNN reaches about 99.3%.
+    print("Bigger is not the reason it wins: an MLP as big, python 03_train_mnist.py --hidden 512 "
+          "(407,050 parameters), stays near 97.5%, no better than 03's 128-neuron MLP.")
 
     # -----------------------------------------------------------------------
     # 4. Train: the same five-step loop as 03, plus a learning-rate schedule
@@ -351,7 +387,10 @@ def main(argv=None) -> dict:
     print(f"\nTraining for {args.epochs} epoch{'s' if args.epochs > 1 else ''} (Adam, {args.scheduler} learning rate, "
           f"{'peak ' if scheduler else ''}lr {args.lr:g}, batch {args.batch_size}, "
           f"{'channels_last' if args.channels_last and device.type == 'cpu' else 'default'} memory layout)")
-    history = dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=loss_fn,
+    train_loader = data.train_loader
+    if args.augment:  # validation and test images stay untouched
+        train_loader = dl_utils.AugmentedLoader(train_loader, seed=args.seed)
+    history = dl_utils.train_model(model, train_loader, data.val_loader, loss_fn=loss_fn,
                                    optimizer=optimizer, epochs=args.epochs, device=device, scheduler=scheduler)
     test = dl_utils.evaluate_model(model, data.test_loader, loss_fn=loss_fn, device=device)
     print(f"\nTest accuracy: {100 * test['accuracy']:.2f}% (loss {test['loss']:.3f}) "
@@ -359,7 +398,8 @@ def main(argv=None) -> dict:
 
     hyperparameters = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                        "scheduler": args.scheduler, "optimizer": "adam", "dropout": args.dropout,
-                       "channels_last": args.channels_last, "seed": args.seed, "subset": args.subset}
+                       "channels_last": args.channels_last, "augment": args.augment, "seed": args.seed,
+                       "subset": args.subset}
     results = dl_utils.summarize_run(script="06_cnn_mnist", hyperparameters=hyperparameters, history=history,
                                      test_metrics=test, parameters=parameters, device=device)
     dl_utils.save_checkpoint(args.out_dir / MODEL_FILE, model=model, arch="CNN",
@@ -434,6 +474,42 @@ def main(argv=None) -> dict:
               "for a fair comparison.)")
     plot_mlp_vs_cnn(mlp, mlp_layers, cnn, cnn_layers, args.out_dir / "mlp_vs_cnn.png", show=args.show)
 
+    # -----------------------------------------------------------------------
+    # 8. Fooling it: an adversarial example (FGSM)
+    # -----------------------------------------------------------------------
+    # 99% accurate, yet easy to fool: move every pixel by a faint epsilon in
+    # the direction that raises the loss most (the sign of the gradient of the
+    # loss with respect to the INPUT, from one backward pass), and many
+    # predictions flip, although a person still sees the same digit. The
+    # network's decision depends on many tiny pixel details at once, and a
+    # change aligned with all of them adds up. (dl_utils.fgsm_attack)
+    images, labels_dev = data.test_loader.images, data.test_loader.labels
+    adversarial = dl_utils.fgsm_attack(model, images, labels_dev, epsilon=args.epsilon, mean=data.mean, std=data.std)
+    adversarial_probs, _ = dl_utils.collect_predictions(
+        model, dl_utils.InMemoryLoader(adversarial, labels_dev, batch_size=1000, shuffle=False), device=device)
+    fooled = (adversarial_probs.argmax(1) != labels) & (probabilities.argmax(1) == labels)
+    adversarial_accuracy = (adversarial_probs.argmax(1) == labels).float().mean().item()
+    print(f"\nFGSM with epsilon {args.epsilon:g} (each pixel moves by at most {args.epsilon:g} of full brightness): "
+          f"test accuracy falls from {100 * test['accuracy']:.2f}% to {100 * adversarial_accuracy:.2f}%")
+    index = int(fooled.nonzero()[0]) if fooled.any() else 0  # the first digit it fools (else digit 0)
+    plot_adversarial(images[index].cpu(), adversarial[index].cpu(), probabilities[index],
+                     adversarial_probs[index], int(labels[index]), args.epsilon,
+                     args.out_dir / "adversarial_example.png", mean=data.mean, std=data.std, show=args.show)
+    results.update(fgsm_epsilon=args.epsilon, fgsm_test_accuracy=adversarial_accuracy)
+
+    # -----------------------------------------------------------------------
+    # 9. Your own digit
+    # -----------------------------------------------------------------------
+    if args.image is not None:
+        original, digit28, tensor = dl_utils.prepare_digit_image(args.image, **data.normalization)
+        probs = dl_utils.predict_digit(model, tensor, device=device)
+        print("\n" + dl_utils.format_top_k(probs))
+        dl_utils.plot_digit_prediction(original, digit28, probs, args.out_dir / "own_digit.png",
+                                       title=f"{args.image.name}: the CNN says {probs.argmax().item()}",
+                                       show=args.show)
+        results.update(image=str(args.image), image_prediction=int(probs.argmax()),
+                       image_confidence=float(probs.max()))
+
     results.update(layer_shapes=layer_shapes, parameters_by_layer=cnn_layers, multiply_adds_per_image=macs,
                    test_mistakes=n_wrong, most_confused=[{"true": a, "predicted": b, "count": c} for a, b, c in directed],
                    most_confused_pairs=[{"digits": [a, b], "count": c} for a, b, c in pairs],
@@ -442,7 +518,7 @@ def main(argv=None) -> dict:
     dl_utils.save_results(args.out_dir, "06_cnn_mnist", results)
     dl_utils.log_experiment(args.out_dir, results)
     print(f"\nSaved {MODEL_FILE}, cnn_training_history.png, cnn_filters.png, cnn_feature_maps.png, "
-          f"confusion_matrix.png, misclassified.png, mlp_vs_cnn.png and 06_cnn_mnist.json in {args.out_dir} "
+          f"confusion_matrix.png, misclassified.png, mlp_vs_cnn.png, adversarial_example.png and 06_cnn_mnist.json in {args.out_dir} "
           f"({results['total_seconds']:.0f}s in all)")
     return results
 

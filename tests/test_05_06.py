@@ -136,7 +136,7 @@ def test_05_rejects_bad_flags(flags, capsys):
 # 06: the CNN
 # ---------------------------------------------------------------------------
 PNGS_06 = ("cnn_training_history.png", "cnn_filters.png", "cnn_feature_maps.png", "confusion_matrix.png",
-           "misclassified.png", "mlp_vs_cnn.png")
+           "misclassified.png", "mlp_vs_cnn.png", "adversarial_example.png")
 
 
 def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path):

@@ -53,3 +53,20 @@ def test_fgsm_stays_within_epsilon_and_hurts_a_trained_model(tiny_mnist):
     with torch.no_grad():
         random_acc = (model((noise - data.mean) / data.std).argmax(1) == labels).float().mean()
     assert random_acc > attacked
+
+
+def test_06_augment_adversarial_and_own_digit(tiny_mnist, tmp_path):
+    from PIL import Image
+
+    cnn = load_script("06_cnn_mnist")
+    # A "photo" of a synthetic test digit: upscaled, dark ink on light paper.
+    data = dl_utils.load_mnist_data(tiny_mnist)
+    pixels = (data.test_loader.images[0, 0] * data.std + data.mean).clamp(0, 1).numpy()
+    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((280, 280)).save(tmp_path / "digit.png")
+    results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "2",
+                        "--augment", "--image", str(tmp_path / "digit.png")])
+    assert results["hyperparameters"]["augment"] is True
+    assert 0 <= results["fgsm_test_accuracy"] <= results["test_accuracy"]
+    assert (tmp_path / "adversarial_example.png").stat().st_size > 10_000
+    assert (tmp_path / "own_digit.png").stat().st_size > 10_000
+    assert 0 <= results["image_prediction"] <= 9 and 0.1 <= results["image_confidence"] <= 1
