@@ -205,14 +205,11 @@ def main(argv=None) -> dict:
     # centre of mass; dl_utils.prepare_digit_image makes any picture look like
     # that before the model sees it.
     if args.image is not None:
-        original, digit28, tensor = dl_utils.prepare_digit_image(args.image, **checkpoint["normalization"])
-        probs = dl_utils.predict_digit(model, tensor, device=device)
-        print("\n" + dl_utils.format_top_k(probs))
-        dl_utils.plot_digit_prediction(original, digit28, probs, args.out_dir / "own_digit.png",
-                                       title=f"{args.image.name}: SimpleNN says {probs.argmax().item()}",
-                                       show=args.show)
-        results.update(image=str(args.image), image_prediction=int(probs.argmax()),
-                       image_confidence=float(probs.max()))
+        own = dl_utils.classify_own_digit(model, args.image, normalization=checkpoint["normalization"], device=device,
+                                          out_path=args.out_dir / "own_digit.png", model_name="SimpleNN",
+                                          show=args.show)
+        print("\n" + own.pop("report"))
+        results.update(own)
 
     dl_utils.save_results(args.out_dir, "04_load_model", results)
     print(f"\nSaved {plot_path.name} and 04_load_model.json in {args.out_dir}")

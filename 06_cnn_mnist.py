@@ -501,14 +501,11 @@ def main(argv=None) -> dict:
     # 9. Your own digit
     # -----------------------------------------------------------------------
     if args.image is not None:
-        original, digit28, tensor = dl_utils.prepare_digit_image(args.image, **data.normalization)
-        probs = dl_utils.predict_digit(model, tensor, device=device)
-        print("\n" + dl_utils.format_top_k(probs))
-        dl_utils.plot_digit_prediction(original, digit28, probs, args.out_dir / "own_digit.png",
-                                       title=f"{args.image.name}: the CNN says {probs.argmax().item()}",
-                                       show=args.show)
-        results.update(image=str(args.image), image_prediction=int(probs.argmax()),
-                       image_confidence=float(probs.max()))
+        own = dl_utils.classify_own_digit(model, args.image, normalization=data.normalization, device=device,
+                                          out_path=args.out_dir / "own_digit.png", model_name="the CNN",
+                                          show=args.show)
+        print("\n" + own.pop("report"))
+        results.update(own)
 
     results.update(layer_shapes=layer_shapes, parameters_by_layer=cnn_layers, multiply_adds_per_image=macs,
                    test_mistakes=n_wrong, most_confused=[{"true": a, "predicted": b, "count": c} for a, b, c in directed],

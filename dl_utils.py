@@ -1329,6 +1329,21 @@ def format_top_k(probabilities: torch.Tensor, k: int = 3) -> str:
     return "\n".join(lines)
 
 
+def classify_own_digit(model: nn.Module, path: str | Path, *, normalization: dict, out_path: str | Path,
+                       model_name: str, device: torch.device | str = "cpu", show: bool = False) -> dict:
+    """Prepare a picture, classify it and draw the result; returns the facts for the results JSON.
+
+    The steps 04 and 06 share: prepare_digit_image -> predict_digit ->
+    plot_digit_prediction. "report" holds the printable top-3 text.
+    """
+    original, digit28, tensor = prepare_digit_image(path, **normalization)
+    probabilities = predict_digit(model, tensor, device=device)
+    plot_digit_prediction(original, digit28, probabilities, out_path, show=show,
+                          title=f"{Path(path).name}: {model_name} says {probabilities.argmax().item()}")
+    return {"image": str(path), "image_prediction": int(probabilities.argmax()),
+            "image_confidence": float(probabilities.max()), "report": format_top_k(probabilities)}
+
+
 def plot_digit_prediction(original: np.ndarray, digit28: np.ndarray, probabilities: torch.Tensor,
                           path: str | Path, *, title: str = "Your digit", show: bool = False) -> Path:
     """Your picture, the 28x28 the network saw, and its 10 probabilities, side by side.

@@ -311,8 +311,17 @@ IMPORTS_ONLY = "import torch, torchvision, matplotlib.pyplot"
 def standard_process(argv: list[str]) -> None:
     """`--standard-process`: 03_train_mnist.py's main(), fed by the standard loaders."""
     lesson = dl_utils.import_script("03_train_mnist")
-    dl_utils.load_mnist_data = standard_mnist_data  # 03 calls dl_utils.load_mnist_data(...): this one now
+    calls = []
+
+    def load_standard(*args, **kwargs):
+        calls.append(1)
+        return standard_mnist_data(*args, **kwargs)
+
+    dl_utils.load_mnist_data = load_standard  # 03 calls dl_utils.load_mnist_data(...): this one now
     lesson.main(argv)
+    if not calls:  # e.g. 03 switched to `from dl_utils import load_mnist_data`: we timed 03 itself
+        raise SystemExit("--standard-process: 03_train_mnist.py never called dl_utils.load_mnist_data, so "
+                         "the standard loaders were not used; update standard_process() in this file.")
 
 
 # ---------------------------------------------------------------------------

@@ -132,3 +132,17 @@ def test_bad_input_in_a_real_process_prints_a_paragraph_not_a_traceback(tmp_path
     bad_flag = _run("03_train_mnist.py", "--epochs", "0")
     assert bad_flag.returncode == 2
     assert "Traceback" not in bad_flag.stderr and "must be a positive whole number" in bad_flag.stderr
+
+
+def test_04_reads_your_own_digit_and_rejects_a_non_image(trained, tiny_mnist, tmp_path):
+    from PIL import Image
+
+    out, _ = trained
+    data = dl_utils.load_mnist_data(tiny_mnist)
+    pixels = (data.test_loader.images[3, 0] * data.std + data.mean).clamp(0, 1).numpy()
+    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((200, 200)).convert("RGB").save(tmp_path / "d.jpg")
+    results = load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "d.jpg")])
+    assert 0 <= results["image_prediction"] <= 9 and (out / "own_digit.png").stat().st_size > 10_000
+    (tmp_path / "notes.png").write_text("this is not a picture")
+    with pytest.raises(dl_utils.CourseError):
+        load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "notes.png")])
