@@ -1,10 +1,10 @@
 """01 - Hello, PyTorch: tensors, autograd and activation functions.
 
 What you will learn
-  * what a tensor is: how to make one, and its shape, dtype and device
-  * arithmetic, matrix multiplication (@), reshape/view and indexing
-  * broadcasting: how a (3, 1) and a (4,) tensor add up to a (3, 4) one
-  * the NumPy bridge, and why changing the array can change the tensor
+  * what a tensor is (shape, dtype, device), and how to compute with it:
+    arithmetic, matrix multiplication (@), reshape/view, indexing
+  * broadcasting: how a (3, 1) and a (4,) tensor add up to a (3, 4) one, and
+    the NumPy bridge (why changing the array can change the tensor)
   * autograd: PyTorch computes derivatives for you (we check one by hand)
   * the activation functions ReLU, leaky ReLU, sigmoid and tanh, and softmax,
     which turns scores into probabilities (and what its temperature does)
@@ -22,7 +22,8 @@ Writes (in outputs/, or --out-dir)
     activation_functions.png   each activation and its slope, and softmax at 4 temperatures
     01_hello_pytorch.json      the numbers this script printed
 
-How long: about 4 s on a 2-core CPU (most of it importing PyTorch and matplotlib).
+How long: about 5 s (4.8 s measured on the course's 2-core CPU, see README.md "Results"),
+most of it importing PyTorch and matplotlib.
 """
 
 import argparse

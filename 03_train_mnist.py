@@ -24,7 +24,8 @@ Writes (in outputs/, or --out-dir)
     03_train_mnist.json    the measured results (the docs quote this file)
     experiments.csv        one more row in your log of every training run
 
-How long: see "Results" in README.md for the time measured on a 2-core CPU.
+How long: 18.4 s for the whole script, 13.1 s of it training, measured on the course's
+2-core CPU (README.md "Results"); --quick: a few seconds.
 """
 
 import argparse
@@ -41,7 +42,7 @@ import dl_utils
 HIDDEN = 128  # neurons in the hidden layer: more = more capacity, slower; try 32 or 512
 EPOCHS = 10  # passes over the 55,000 training images; validation accuracy levels off around here
 BATCH_SIZE = 64  # images per step: small batches = many noisy steps, large = few smooth ones
-LEARNING_RATE = 1e-3  # Adam's usual starting point; 10x higher often diverges, 10x lower crawls
+LEARNING_RATE = 1e-3  # Adam's usual starting point; measured: 50x higher (0.05) reaches only 68.10%
 OPTIMIZER = "adam"  # adam adapts a step size per weight; plain sgd needs a larger lr (try 0.1)
 MOMENTUM = 0.0  # for sgd only: 0.9 lets steps build up speed along consistent directions
 DROPOUT = 0.0  # probability of zeroing each hidden neuron while training (regularisation; try 0.2)

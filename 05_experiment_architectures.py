@@ -9,7 +9,9 @@ What you will learn
     Tanh) and no activation at all really change, measured
   * why a network without non-linearities is just one linear map, and what
     such a linear classifier still reaches on MNIST (about 92%, not "nothing")
-  * (with --lr-sweep) how accuracy depends on the learning rate
+  * (with --lr-sweep) how accuracy depends on the learning rate, and (with
+    --compare-runs) how to read your experiment log: best runs, and accuracy
+    against any setting you have varied
 
 Run first: 03_train_mnist.py (the two-layer network here is 03's SimpleNN).
 
@@ -18,6 +20,8 @@ Run it
     python 05_experiment_architectures.py --quick           # 1 epoch on 5,000 images, 1 seed: seconds
     python 05_experiment_architectures.py --arch two-layer tanh --seeds 5   # two networks, 5 seeds
     python 05_experiment_architectures.py --lr-sweep 0.0001,0.001,0.01,0.1  # learning rates, one network
+    python 05_experiment_architectures.py --compare-runs hidden             # rank the runs in outputs/experiments.csv
+    python 05_experiment_architectures.py --compare-runs lr --where optimizer=adam   # only the Adam runs
     python 05_experiment_architectures.py --data-dir ../shared/data         # MNIST kept elsewhere
 
 Writes (in outputs/, or --out-dir)
@@ -28,10 +32,11 @@ Writes (in outputs/, or --out-dir)
                                   train_seconds, history and one dl_utils.summarize_run per seed
     experiments.csv               one row per training run (network x seed)
     lr_sweep.png, lr_sweep.json   with --lr-sweep only (instead of the comparison)
+    runs_by_<setting>.png, compare_runs.json   with --compare-runs only (it trains nothing)
 
-How long: one run (5 epochs) takes 5-6 s on the course's 2-core CPU when nothing else
-is running, 9 s for ThreeLayerNN, so the default 12 runs take about 1.5 minutes in all.
---quick: under 20 s. The seconds in the table are those of YOUR run: a busy CPU inflates them.
+How long: measured on the course's 2-core CPU, one run (5 epochs) takes 4.7-5.9 s, 10.4 s
+for ThreeLayerNN, so the default 12 runs take 86 s for the whole script.
+--quick: under 20 s. --compare-runs: a few seconds. The seconds in the table are those of YOUR run: a busy CPU inflates them.
 """
 
 import argparse
@@ -54,6 +59,7 @@ SEEDS = 3  # runs per network, seeds SEED, SEED+1, ...; 3 is the fewest that sho
 SEED = 0
 ARCHS = ["two-layer", "three-layer", "tanh", "no-activation"]  # all four; --arch picks some
 LR_SWEEP = None  # e.g. [1e-4, 1e-3, 1e-2, 1e-1]: train the first --arch at each learning rate instead
+TOP_RUNS = 10  # --compare-runs prints this many of the best runs: enough to see a pattern, fits a screen
 
 
 # ---------------------------------------------------------------------------
@@ -158,6 +164,14 @@ def lr_list(text: str) -> list[float]:
     return sorted(set(values))
 
 
+def setting_value(text: str) -> tuple[str, str]:
+    """argparse type: "optimizer=adam" -> ("optimizer", "adam")."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"write SETTING=VALUE, e.g. optimizer=adam, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Compare four network architectures on MNIST, with seed noise.")
     dl_utils.add_common_args(parser, seed=SEED, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LEARNING_RATE)
@@ -168,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr-sweep", type=lr_list, default=LR_SWEEP, metavar="LR,LR,...",
                         help="instead of comparing networks, train the first --arch at each of these "
                              "learning rates, e.g. 0.0001,0.001,0.01,0.1")
+    parser.add_argument("--compare-runs", metavar="SETTING", default=None,
+                        help="train nothing: read <out-dir>/experiments.csv, print the best runs and plot "
+                             "accuracy against this setting (a column of the log, e.g. lr, hidden, optimizer)")
+    parser.add_argument("--where", nargs="+", type=setting_value, default=[], metavar="SETTING=VALUE",
+                        help="with --compare-runs: keep only the runs with these settings, e.g. optimizer=adam "
+                             "dropout=0 (default: all runs)")
+    parser.add_argument("--top", type=dl_utils.positive_int, default=TOP_RUNS,
+                        help="with --compare-runs: how many of the best runs to list (default: %(default)s)")
     return parser
 
 
@@ -253,7 +275,7 @@ def plot_comparison(entries: list[dict], path, *, title: str, show: bool):
     # Label each point to its right. Networks of the same size (three have 101,770
     # parameters) would write over each other, so their labels are pushed apart.
     low, high = ax_size.get_ylim()
-    gap, previous = 0.1 * (high - low), {}
+    gap, previous = 0.17 * (high - low), {}  # a two-line label is about this tall
     for entry in sorted(entries, key=lambda e: e["test_accuracy"]):
         x = entry["parameters"] / 1000
         y = max(100 * entry["test_accuracy"], previous.get(x, -math.inf) + gap)
@@ -318,11 +340,91 @@ def run_lr_sweep(args, data, device) -> dict:
     return results
 
 
+# ---------------------------------------------------------------------------
+# 4. Reading your experiment log (--compare-runs)
+# ---------------------------------------------------------------------------
+# Every training run of 03, 05 and 06 added a row to experiments.csv. After
+# an afternoon of "change one thing, rerun", this answers the two questions
+# that matter: which runs were best, and how did the setting I varied move
+# the accuracy? The ranking uses VALIDATION accuracy: choosing by test
+# accuracy would tune on the test set (see "Train, Validation & Test Sets").
+def compare_runs(args) -> dict:
+    """Print the best runs in experiments.csv and plot accuracy against args.compare_runs."""
+    setting = args.compare_runs
+    log_path = args.out_dir / "experiments.csv"
+    all_runs = dl_utils.read_experiments(log_path)
+    runs = dl_utils.filter_runs(all_runs, dict(args.where))
+    where_text = " ".join(f"{key}={value}" for key, value in args.where)
+    if not runs:
+        raise dl_utils.CourseError(f"None of the {len(all_runs)} runs in {log_path} has {where_text}. "
+                                   "Check the spelling of the values against the file (e.g. lr=0.001, "
+                                   "batch_norm=True), or drop --where.")
+    columns = set().union(*runs)
+    if setting not in columns or setting in dl_utils.RESULT_COLUMNS[:2]:
+        settings = [c for c in dict.fromkeys(c for run in runs for c in run) if c not in dl_utils.RESULT_COLUMNS]
+        raise dl_utils.CourseError(f"--compare-runs {setting}: experiments.csv has no setting called {setting!r}. "
+                                   f"Its settings are: {', '.join(settings)}.")
+    print(f"{len(runs)} runs in {log_path}" + (f" with {where_text}" if where_text else "")
+          + f" (of {len(all_runs)})")
+
+    # Only the settings that differ between the listed runs are worth a
+    # column; the ones they share are printed once, below the table.
+    best = dl_utils.best_runs(runs, k=args.top)
+    shown, shared = dl_utils.varying_settings(best)
+    if setting in shown:  # the setting you asked about comes first
+        shown = [setting] + [key for key in shown if key != setting]
+    print(f"\nThe {len(best)} best by validation accuracy (the test column is for reporting, not for choosing):")
+    print(dl_utils.format_runs_table(best, shown))
+    shared = {key: value for key, value in shared.items() if value is not None}
+    if shared:
+        print("Same in all of these: " + ", ".join(f"{key}={value}" for key, value in shared.items()))
+    varying, _ = dl_utils.varying_settings(runs)
+
+    # Accuracy against the chosen setting: the best and the mean run at each value.
+    with_setting = [run for run in runs if run.get(setting) is not None]
+    groups = {}
+    for run in with_setting:
+        groups.setdefault(run[setting], []).append(run["best_val_accuracy"])
+    print(f"\nValidation accuracy by {setting} (best run, mean of the runs; other settings may differ too):")
+    for value in sorted(groups, key=lambda v: (isinstance(v, str), v)):
+        accuracies = groups[value]
+        print(f"  {setting}={value!s:<10} best {100 * max(accuracies):6.2f}%   mean {100 * sum(accuracies) / len(accuracies):6.2f}%"
+              f"   {len(accuracies)} run{'s' if len(accuracies) > 1 else ''}")
+    if len(with_setting) < len(runs):
+        left_out = sorted({run["script"] for run in runs if run.get(setting) is None})
+        print(f"  ({len(runs) - len(with_setting)} runs have no {setting}, from {', '.join(left_out)}: not plotted)")
+    others = [key for key in varying if key not in (setting, "seed")]
+    if others:
+        print(f"Careful: {', '.join(others)} also changed between these runs, so not every difference above "
+              f"is {setting}'s doing. Hold them fixed with --where, e.g. --where {others[0]}={runs[0].get(others[0])}")
+    if not with_setting:
+        raise dl_utils.CourseError(f"No run in {log_path} has a value for {setting}: nothing to plot.")
+
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in setting)
+    plot_path = dl_utils.plot_runs_against(
+        with_setting, setting, args.out_dir / f"runs_by_{name}.png", show=args.show,
+        title=f"{len(with_setting)} runs from experiments.csv" + (f" ({where_text})" if where_text else "")
+              + f": accuracy against {setting}")
+    results = {"script": "05_experiment_architectures", "mode": "compare_runs", "setting": setting,
+               "where": dict(args.where), "runs": len(runs), "runs_in_log": len(all_runs),
+               "varying": varying, "best": best,
+               "by_value": [{"value": value, "runs": len(acc), "best_val_accuracy": max(acc),
+                             "mean_best_val_accuracy": sum(acc) / len(acc)}
+                            for value, acc in groups.items()]}
+    dl_utils.save_results(args.out_dir, "compare_runs", results)
+    print(f"\nSaved {plot_path.name} and compare_runs.json in {args.out_dir}")
+    return results
+
+
 def main(argv=None) -> dict:
     args = dl_utils.parse_args(build_parser(), argv)
     args.seeds = args.seeds or (1 if args.quick else SEEDS)
     args.seed_list = [args.seed + i for i in range(args.seeds)]
     args.arch = list(dict.fromkeys(args.arch))  # drop repeats, keep the order given
+    if args.where and not args.compare_runs:
+        raise dl_utils.CourseError("--where only filters the runs of --compare-runs; add --compare-runs SETTING.")
+    if args.compare_runs:
+        return compare_runs(args)  # reads the log, trains nothing, needs no MNIST
     start = time.perf_counter()
 
     device, why = dl_utils.get_device(args.device)
@@ -337,7 +439,7 @@ def main(argv=None) -> dict:
         return run_lr_sweep(args, data, device)
 
     # -----------------------------------------------------------------------
-    # 4. Train every network with every seed
+    # 5. Train every network with every seed
     # -----------------------------------------------------------------------
     print(f"Every network: {args.epochs} epoch{'s' if args.epochs > 1 else ''}, batch {args.batch_size}, Adam lr {args.lr:g}, "
           f"seeds {args.seed_list}\n")
@@ -378,7 +480,7 @@ def main(argv=None) -> dict:
         print()
 
     # -----------------------------------------------------------------------
-    # 5. The table, the hypothesis, the figure
+    # 6. The table, the hypothesis, the figure
     # -----------------------------------------------------------------------
     n = len(args.seed_list)
     several = n > 1

@@ -7,6 +7,9 @@ the docs where the numbers moved.
 
     python benchmarks/run_all.py --data-dir ../shared/data            # everything (~15 min, 2-core CPU)
     python benchmarks/run_all.py --data-dir ../shared/data --only 03_train_mnist 04_load_model
+    # own_digits reads the checkpoints of earlier runs; --from names the folders of a previous run_all
+    python benchmarks/run_all.py --data-dir ../shared/data --only own_digits \
+        --from 03_train_mnist=/tmp/run_all_x 06_cnn_mnist=/tmp/run_all_x 06_augment=/tmp/06_augment_y
 
 Each run is a separate process, as a learner would start it, timed from
 start to exit with its peak memory (RSS). For run NAME it writes
@@ -31,9 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 IMAGES = REPO / "docs" / "images"
 
-# (run name, script, extra flags, figures to keep for the docs).
+# (run name, script, extra flags, figures to keep for the docs[, options]).
 # Runs sharing an out-dir see each other's files: 04 loads 03's model, and 06
-# compares itself with 03's MLP, so the defaults all share one folder.
+# compares itself with 03's MLP, so the defaults all share one folder. A run
+# with flags gets a folder of its own, or its options' "group" folder; a flag
+# "{NAME}" stands for the folder of run (or group) NAME. Options "results"
+# names the JSON the run writes when it is not <script stem>.json.
+VARIANTS = {"group": "03_variants"}  # 03's "try this" runs share one experiments.csv, read by 05_compare_runs
 RUNS = [
     ("01_hello_pytorch", "01_hello_pytorch.py", [], ["activation_functions.png"]),
     ("02_load_mnist", "02_load_mnist.py", [], ["mnist_samples.png", "mnist_statistics.png"]),
@@ -44,21 +51,29 @@ RUNS = [
                                             "cnn_feature_maps.png", "confusion_matrix.png",
                                             "misclassified.png", "mlp_vs_cnn.png", "adversarial_example.png"]),
     # "Try this" experiments on 03: one setting changed at a time.
-    ("03_hidden_32", "03_train_mnist.py", ["--hidden", "32"], []),
-    ("03_hidden_512", "03_train_mnist.py", ["--hidden", "512"], []),
-    ("03_dropout", "03_train_mnist.py", ["--dropout", "0.2"], []),
-    ("03_batch_norm", "03_train_mnist.py", ["--batch-norm"], []),
-    ("03_sgd", "03_train_mnist.py", ["--optimizer", "sgd", "--lr", "0.01"], []),
-    ("03_sgd_momentum", "03_train_mnist.py", ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"], []),
-    ("03_no_normalize", "03_train_mnist.py", ["--no-normalize"], []),
-    ("03_sgd_no_normalize", "03_train_mnist.py", ["--optimizer", "sgd", "--lr", "0.01", "--no-normalize"], []),
-    ("03_early_stopping", "03_train_mnist.py", ["--epochs", "30", "--patience", "3"], ["training_history.png"]),
+    ("03_hidden_32", "03_train_mnist.py", ["--hidden", "32"], [], VARIANTS),
+    ("03_hidden_512", "03_train_mnist.py", ["--hidden", "512"], [], VARIANTS),
+    ("03_dropout", "03_train_mnist.py", ["--dropout", "0.2"], [], VARIANTS),
+    ("03_batch_norm", "03_train_mnist.py", ["--batch-norm"], [], VARIANTS),
+    ("03_sgd", "03_train_mnist.py", ["--optimizer", "sgd", "--lr", "0.01"], [], VARIANTS),
+    ("03_sgd_momentum", "03_train_mnist.py", ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"], [], VARIANTS),
+    ("03_no_normalize", "03_train_mnist.py", ["--no-normalize"], [], VARIANTS),
+    ("03_sgd_no_normalize", "03_train_mnist.py", ["--optimizer", "sgd", "--lr", "0.01", "--no-normalize"], [], VARIANTS),
+    ("03_early_stopping", "03_train_mnist.py", ["--epochs", "30", "--patience", "3"], ["training_history.png"], VARIANTS),
     # The four shapes of a training curve (LEARNING_GUIDE.md, "Reading training curves").
     ("03_overfit", "03_train_mnist.py", ["--subset", "1000", "--epochs", "40", "--hidden", "512"],
-     ["training_history.png"]),
-    ("03_underfit", "03_train_mnist.py", ["--hidden", "2"], ["training_history.png"]),
-    ("03_lr_too_high", "03_train_mnist.py", ["--lr", "0.05"], ["training_history.png"]),
+     ["training_history.png"], VARIANTS),
+    ("03_underfit", "03_train_mnist.py", ["--hidden", "2"], ["training_history.png"], VARIANTS),
+    ("03_lr_too_high", "03_train_mnist.py", ["--lr", "0.05"], ["training_history.png"], VARIANTS),
     ("06_augment", "06_cnn_mnist.py", ["--augment"], []),
+    # The experiment log of all the 03 variants above, read back.
+    ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
+     {**VARIANTS, "results": "compare_runs"}),
+    # Own pictures (30 per seed): 03's MLP, 06's CNN and 06's CNN trained with --augment.
+    *[(name, "benchmarks/own_digits.py",
+       ["--seeds", "10", *tilt, "--model", "{03_train_mnist}/mnist_model.pth", "{06_cnn_mnist}/cnn_model.pth",
+        "{06_augment}/cnn_model.pth"], [], {"results": "own_digits"})
+      for name, tilt in (("own_digits", []), ("own_digits_slanted", ["--tilt", "25"]))],
 ]
 
 
@@ -76,8 +91,13 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str) -> dict:
-    """Start the script as its own process; return wall time, peak RSS and its output."""
+def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *, shown_flags: list | None = None,
+        other_folders: dict | None = None) -> dict:
+    """Start the script as its own process; return wall time, peak RSS and its output.
+
+    `shown_flags` is how the command is written in the results ({NAME} for the
+    folder of run NAME); `other_folders` maps such folders to "{NAME}" in the log.
+    """
     command = [sys.executable, str(REPO / script), "--data-dir", data_dir, "--out-dir", str(out_dir), *flags]
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
@@ -89,9 +109,11 @@ def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str) -> di
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{name} failed (exit {process.returncode}):\n{output[-3000:]}")
-    shown = ["python", script, *flags]
+    shown = ["python", script, *(shown_flags or flags)]
     # The log reads as if run from the repo with the default outputs/ folder.
     output = output.replace(str(out_dir), "outputs").replace(str(REPO) + "/", "")
+    for folder, label in (other_folders or {}).items():
+        output = output.replace(folder, label)
     return {"command": " ".join(shown), "wall_seconds": round(wall, 2),
             "peak_rss_mb": round(usage.ru_maxrss / 1024), "output": output}
 
@@ -100,22 +122,41 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="folder holding MNIST/raw/")
     parser.add_argument("--only", nargs="*", help="run names to (re)run (default: all)")
+    parser.add_argument("--from", dest="folders", nargs="*", default=[], metavar="NAME=DIR",
+                        help="use DIR as the folder of run (or group) NAME, e.g. from an earlier run_all")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     IMAGES.mkdir(parents=True, exist_ok=True)
     shared = Path(tempfile.mkdtemp(prefix="run_all_"))
-    for name, script, flags, figures in RUNS:
+    folders = dict(item.split("=", 1) for item in args.folders)  # run or group name -> its out-dir
+    for name, script, flags, figures, *options in RUNS:
+        options = options[0] if options else {}
         if args.only and name not in args.only:
             continue
-        # Default runs share one out-dir; variants get their own, so they never overwrite mnist_model.pth.
-        out_dir = shared if not flags else Path(tempfile.mkdtemp(prefix=f"{name}_"))
+        # Default runs share one out-dir; variants get their own (or their group's), so they
+        # never overwrite the defaults' mnist_model.pth.
+        group = options.get("group")
+        if not flags:
+            out_dir = shared
+        elif group:
+            out_dir = Path(folders.get(group) or tempfile.mkdtemp(prefix=f"{group}_"))
+            folders[group] = str(out_dir)
+        else:
+            out_dir = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+        folders[name] = str(out_dir)
+        template = flags
+        try:
+            flags = [flag.format(**folders) for flag in flags]
+        except KeyError as missing:
+            raise SystemExit(f"{name} needs the folder of run {missing}: add it to --only, or give --from {missing.args[0]}=DIR.")
         if args.only and not flags and name in ("04_load_model", "06_cnn_mnist") \
                 and not (shared / "mnist_model.pth").exists() and "03_train_mnist" not in args.only:
             # 04 and 06 need 03's model: take it from the last full run's output if we have none.
             raise SystemExit(f"{name} needs 03's model: add 03_train_mnist to --only.")
-        print(f"== {name}: python {script} {' '.join(flags)}", flush=True)
-        measured = run(name, script, flags, out_dir, args.data_dir)
-        stem = Path(script).stem
+        print(f"== {name}: python {script} {' '.join(flags)}  (out-dir {out_dir})", flush=True)
+        used = {folders[key]: f"{{{key}}}" for key in folders if any(f"{{{key}}}" in flag for flag in template)}
+        measured = run(name, script, flags, out_dir, args.data_dir, shown_flags=template, other_folders=used)
+        stem = options.get("results", Path(script).stem)
         results = json.loads((out_dir / f"{stem}.json").read_text())
         results["run"] = {k: measured[k] for k in ("command", "wall_seconds", "peak_rss_mb")}
         results["run"]["machine"] = machine()

@@ -233,3 +233,12 @@ def test_confusion_and_gallery_plots(tmp_path):
     images = torch.randn(len(wrong), 1, 28, 28)
     assert_png(dl_utils.plot_prediction_grid(images, LABELS[wrong], probabilities[wrong], tmp_path / "gallery.png",
                                              mean=0.13, std=0.31, title="mistakes"), min_width=300)
+
+
+def test_06_checks_your_picture_before_training(tiny_mnist, tmp_path):
+    """A typo in --image must not cost a minute of training first."""
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(dl_utils.CourseError, match="not a picture"):
+        cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--image",
+                  str(tmp_path / "notes.png")])
+    assert not (tmp_path / "cnn_model.pth").exists()  # it stopped before training

@@ -7,7 +7,6 @@ paper, off-centre, uneven light, colour, noise, JPEG. prepare_digit_image must
 turn the learner's picture back into the MNIST-like digit.
 """
 
-import math
 
 import matplotlib.image
 import numpy as np
@@ -16,29 +15,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 import dl_utils
+from benchmarks.digit_strokes import STROKES  # the strokes benchmarks/own_digits.py draws too
 from conftest import load_script
 
 MEAN, STD = 0.1307, 0.3081  # any statistics work; these are MNIST's
-
-
-def _arc(cx, cy, rx, ry, start, end, steps=24):
-    return [(cx + rx * math.cos(math.radians(t)), cy + ry * math.sin(math.radians(t)))
-            for t in np.linspace(start, end, steps)]
-
-
-# Each digit as strokes in a unit box (x right, y down).
-STROKES = {
-    0: [_arc(0.5, 0.5, 0.3, 0.45, 0, 360)],
-    1: [[(0.58, 0.05), (0.45, 0.95)]],
-    2: [_arc(0.5, 0.3, 0.27, 0.25, 190, 385) + [(0.2, 0.95), (0.82, 0.95)]],
-    3: [_arc(0.48, 0.27, 0.25, 0.22, 200, 450) + _arc(0.48, 0.72, 0.28, 0.23, 270, 520)],
-    4: [[(0.22, 0.05), (0.15, 0.6), (0.85, 0.6)], [(0.68, 0.3), (0.66, 0.95)]],
-    5: [[(0.78, 0.05), (0.32, 0.05), (0.27, 0.45)] + _arc(0.48, 0.69, 0.3, 0.26, 215, 500)],
-    6: [[(0.68, 0.05), (0.42, 0.3)] + _arc(0.5, 0.7, 0.27, 0.25, 200, 560)],
-    7: [[(0.15, 0.07), (0.85, 0.07), (0.4, 0.95)]],
-    8: [_arc(0.5, 0.26, 0.22, 0.21, 0, 360), _arc(0.5, 0.72, 0.27, 0.23, 0, 360)],
-    9: [_arc(0.48, 0.3, 0.26, 0.25, 0, 360), [(0.74, 0.3), (0.68, 0.95)]],
-}
 
 
 def draw_digit(label, height, *, aspect=0.75, pen=0.12, rng=None) -> np.ndarray:

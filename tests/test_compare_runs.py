@@ -1,0 +1,121 @@
+"""Tests for the experiment log read back: dl_utils.read_experiments ... plot_runs_against and
+05_experiment_architectures.py --compare-runs.
+
+The end-to-end test trains 03 a few times on the tiny synthetic MNIST (conftest.py), so the
+log it reads is one the real scripts wrote; the unit tests use hand-made runs whose ranking
+is known.
+"""
+
+import json
+
+import matplotlib.image
+import pytest
+
+import dl_utils
+from conftest import load_script
+
+arch = load_script("05_experiment_architectures")
+train = load_script("03_train_mnist")
+
+FAST = ["--epochs", "1", "--subset", "300", "--batch-size", "100"]
+
+
+def run(script: str, val: float, test: float, **settings) -> dict:
+    """A hand-made row as read_experiments returns it."""
+    return {"time": "2026-11-21T10:00:00", "script": script, **settings, "parameters": 10,
+            "best_val_accuracy": val, "test_accuracy": test, "train_seconds": 1.5, "device": "cpu"}
+
+
+def summary(script: str, hyperparameters: dict, val: float) -> dict:
+    """What dl_utils.summarize_run hands to log_experiment, reduced to what it reads."""
+    return {"date": "2026-11-21T10:00:00", "script": script, "hyperparameters": hyperparameters,
+            "parameters": 101_770, "best_val_accuracy": val, "test_accuracy": val - 0.01,
+            "train_seconds": 12.25, "device": "cpu (2 threads)"}
+
+
+def test_the_log_reads_back_with_its_types(tmp_path):
+    dl_utils.log_experiment(tmp_path, summary("03_train_mnist", {"hidden": 128, "lr": 0.001, "batch_norm": False,
+                                                                  "patience": None, "optimizer": "adam"}, 0.978))
+    dl_utils.log_experiment(tmp_path, summary("05_experiment_architectures", {"arch": "tanh", "lr": 0.01}, 0.97))
+    first, second = dl_utils.read_experiments(tmp_path / "experiments.csv")
+    assert first["hidden"] == 128 and isinstance(first["hidden"], int)
+    assert first["lr"] == 0.001 and first["batch_norm"] is False and first["patience"] is None
+    assert first["optimizer"] == "adam" and first["best_val_accuracy"] == 0.978
+    assert second["arch"] == "tanh" and second["hidden"] is None  # a column its script does not have
+
+
+def test_best_runs_are_ranked_by_validation_not_test():
+    runs = [run("03", 0.95, 0.99), run("03", 0.98, 0.96), run("03", 0.97, 0.97), run("03", None, 0.99)]
+    best = dl_utils.best_runs(runs, k=2)
+    assert [r["best_val_accuracy"] for r in best] == [0.98, 0.97]
+
+
+def test_filter_runs_compares_values_not_text():
+    runs = [run("03", 0.9, 0.9, dropout=0.0, batch_norm=False, lr=0.001),
+            run("03", 0.9, 0.9, dropout=0.2, batch_norm=True, lr=0.01)]
+    assert len(dl_utils.filter_runs(runs, {"dropout": "0"})) == 1  # 0 == 0.0
+    assert dl_utils.filter_runs(runs, {"batch_norm": "true"})[0]["lr"] == 0.01
+    assert dl_utils.filter_runs(runs, {"lr": "1e-3"})[0]["dropout"] == 0.0
+    with pytest.raises(dl_utils.CourseError, match="no column hiden"):
+        dl_utils.filter_runs(runs, {"hiden": "128"})
+
+
+def test_varying_settings_and_table():
+    runs = [run("03_train_mnist", 0.98, 0.97, hidden=128, lr=0.001, seed=0),
+            run("03_train_mnist", 0.96, 0.955, hidden=32, lr=0.001, seed=0)]
+    varying, constant = dl_utils.varying_settings(runs)
+    assert varying == ["hidden"] and constant == {"lr": 0.001, "seed": 0}
+    table = dl_utils.format_runs_table(runs, varying).splitlines()
+    assert table[0].split() == ["#", "script", "hidden", "val", "acc", "test", "acc", "seconds"]
+    assert table[1].split() == ["1", "03_train_mnist", "128", "98.00%", "97.00%", "1.5"]
+
+
+@pytest.mark.parametrize("setting, values", [("lr", [0.0001, 0.001, 0.01]), ("optimizer", ["adam", "sgd", "adam"])])
+def test_plot_runs_against_numbers_and_names(tmp_path, setting, values):
+    runs = [run("03_train_mnist" if i % 2 else "05_experiment_architectures", 0.9 + 0.01 * i, 0.9, **{setting: v})
+            for i, v in enumerate(values)]
+    path = dl_utils.plot_runs_against(runs, setting, tmp_path / "runs.png")
+    image = matplotlib.image.imread(path)
+    assert image.shape[1] >= 600 and image.std() > 0.01
+
+
+def test_05_compare_runs_reads_what_03_wrote(tiny_mnist, tmp_path, capsys):
+    common = ["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST]
+    trained = [train.main([*common, "--hidden", str(h), "--lr", str(lr)])
+               for h, lr in ((8, 0.01), (32, 0.01), (32, 0.001))]
+    capsys.readouterr()
+    results = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "hidden"])  # no --data-dir: trains nothing
+    out = capsys.readouterr().out
+    assert results["runs"] == 3 and results["setting"] == "hidden"
+    best_val = max(t["best_val_accuracy"] for t in trained)
+    assert results["best"][0]["best_val_accuracy"] == pytest.approx(best_val, abs=1e-4)
+    by_value = {row["value"]: row for row in results["by_value"]}
+    assert set(by_value) == {8, 32} and by_value[32]["runs"] == 2
+    assert results["varying"] == ["hidden", "lr"] and "Careful: lr also changed" in out
+    assert json.loads((tmp_path / "compare_runs.json").read_text())["runs"] == 3
+    assert matplotlib.image.imread(tmp_path / "runs_by_hidden.png").shape[1] >= 600
+
+    only = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "lr", "--where", "hidden=32"])
+    assert only["runs"] == 2 and only["varying"] == ["lr"]
+    assert "Careful" not in capsys.readouterr().out  # lr is the only setting that changed
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--compare-runs", "lr"], "no experiment log"),
+    (["--compare-runs", "hiden"], "no setting called 'hiden'"),
+    (["--compare-runs", "lr", "--where", "hidden=7"], "None of the 1 runs"),
+    (["--compare-runs", "lr", "--where", "colour=red"], "no column colour"),
+    (["--where", "hidden=128"], "--where only filters"),
+])
+def test_05_compare_runs_explains_bad_requests(tmp_path, flags, message):
+    if message != "no experiment log":
+        dl_utils.log_experiment(tmp_path, summary("03_train_mnist", {"hidden": 128, "lr": 0.001}, 0.97))
+    with pytest.raises(dl_utils.CourseError, match=message) as caught:
+        arch.main(["--out-dir", str(tmp_path), *flags])
+    assert caught.value.code != 0
+
+
+def test_05_where_needs_setting_equals_value(capsys):
+    with pytest.raises(SystemExit) as caught:
+        arch.main(["--compare-runs", "lr", "--where", "optimizer"])
+    assert caught.value.code == 2 and "SETTING=VALUE" in capsys.readouterr().err
