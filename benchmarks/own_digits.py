@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # import dl_utils from the repository root
 import dl_utils  # noqa: E402
-from digit_strokes import STROKES  # noqa: E402  (this folder is sys.path[0] when run as a script)
+from benchmarks.digit_strokes import STROKES  # noqa: E402
 
 SEED = 0
 N_MNIST = 20  # MNIST test digits turned into photos: 2 of each class
@@ -243,7 +243,7 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict, str]:
     model.load_state_dict(checkpoint["state_dict"])
     name = "MLP" if checkpoint["arch"] == "SimpleNN" else "CNN"
     if checkpoint["hyperparameters"].get("augment"):
-        name += "+aug"
+        name += "-aug"  # trained with 06 --augment
     return model.eval(), checkpoint, name
 
 
@@ -270,9 +270,12 @@ def main(argv=None) -> dict:
         for path, label, notes in made:
             kind = "drawn" if path.name.startswith("drawn") else "mnist"
             counts[kind] += 1
-            cells = []
+            cells, prepared = [], {}
             for (model, checkpoint, _), name in zip(models, names):
-                original, digit28, tensor = dl_utils.prepare_digit_image(path, **checkpoint["normalization"])
+                key = tuple(sorted(checkpoint["normalization"].items()))  # prepare once per normalisation
+                if key not in prepared:
+                    prepared[key] = dl_utils.prepare_digit_image(path, **checkpoint["normalization"])
+                original, digit28, tensor = prepared[key]
                 probabilities = dl_utils.predict_digit(model, tensor, device="cpu")
                 predicted = int(probabilities.argmax())
                 scores[name][kind] += predicted == label

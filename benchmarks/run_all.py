@@ -91,12 +91,12 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *, shown_flags: list | None = None,
-        other_folders: dict | None = None) -> dict:
+def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *,
+        shown_flags: list | None = None) -> dict:
     """Start the script as its own process; return wall time, peak RSS and its output.
 
-    `shown_flags` is how the command is written in the results ({NAME} for the
-    folder of run NAME); `other_folders` maps such folders to "{NAME}" in the log.
+    `shown_flags` is how the command is written in the results and the log
+    ({NAME} for the folder of run NAME, as in RUNS), not the /tmp paths.
     """
     command = [sys.executable, str(REPO / script), "--data-dir", data_dir, "--out-dir", str(out_dir), *flags]
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
@@ -109,11 +109,13 @@ def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *, sh
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{name} failed (exit {process.returncode}):\n{output[-3000:]}")
-    shown = ["python", script, *(shown_flags or flags)]
+    shown_flags = shown_flags or flags
+    shown = ["python", script, *shown_flags]
+    for used, written in zip(flags, shown_flags):  # e.g. /tmp/run_all_x/cnn_model.pth -> {06_cnn_mnist}/cnn_model.pth
+        if used != written:
+            output = output.replace(used, written)
     # The log reads as if run from the repo with the default outputs/ folder.
     output = output.replace(str(out_dir), "outputs").replace(str(REPO) + "/", "")
-    for folder, label in (other_folders or {}).items():
-        output = output.replace(folder, label)
     return {"command": " ".join(shown), "wall_seconds": round(wall, 2),
             "peak_rss_mb": round(usage.ru_maxrss / 1024), "output": output}
 
@@ -154,8 +156,7 @@ def main(argv=None) -> None:
             # 04 and 06 need 03's model: take it from the last full run's output if we have none.
             raise SystemExit(f"{name} needs 03's model: add 03_train_mnist to --only.")
         print(f"== {name}: python {script} {' '.join(flags)}  (out-dir {out_dir})", flush=True)
-        used = {folders[key]: f"{{{key}}}" for key in folders if any(f"{{{key}}}" in flag for flag in template)}
-        measured = run(name, script, flags, out_dir, args.data_dir, shown_flags=template, other_folders=used)
+        measured = run(name, script, flags, out_dir, args.data_dir, shown_flags=template)
         stem = options.get("results", Path(script).stem)
         results = json.loads((out_dir / f"{stem}.json").read_text())
         results["run"] = {k: measured[k] for k in ("command", "wall_seconds", "peak_rss_mb")}
