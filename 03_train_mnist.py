@@ -24,7 +24,7 @@ Writes (in outputs/, or --out-dir)
     03_train_mnist.json    the measured results (the docs quote this file)
     experiments.csv        one more row in your log of every training run
 
-How long: 18.4 s for the whole script, 13.1 s of it training, measured on the course's
+How long: 16.1 s for the whole script, 11.0 s of it training, measured on the course's
 2-core CPU (README.md "Results"); --quick: a few seconds.
 """
 

@@ -15,6 +15,7 @@ Run it
     python 04_load_model.py                          # load, evaluate, explain
     python 04_load_model.py --image my_digit.png     # what does it say about YOUR handwriting?
     python 04_load_model.py --hidden 256 --model outputs/big.pth   # a model trained with --hidden 256
+    python 04_load_model.py --model outputs/cnn_model.pth --image my_digit.png   # 06's CNN, no retraining
     python 04_load_model.py --data-dir ../shared/data              # MNIST kept elsewhere
 
 Writes (in outputs/, or --out-dir)
@@ -22,7 +23,7 @@ Writes (in outputs/, or --out-dir)
     04_load_model.json     the reloaded test accuracy, next to 03's
     own_digit.png          with --image: your picture, what the network saw, its probabilities
 
-How long: 5.5 s measured on the course's 2-core CPU (it trains nothing).
+How long: 5.2 s measured on the course's 2-core CPU (it trains nothing).
 """
 
 import argparse
@@ -53,6 +54,20 @@ SEED = 0
 SimpleNN = dl_utils.import_script("03_train_mnist").SimpleNN
 
 
+def build_model(checkpoint: dict, *, hidden: int, batch_norm: bool) -> torch.nn.Module:
+    """The network to pour the checkpoint into: 03's SimpleNN built from OUR settings, or 06's CNN.
+
+    For the SimpleNN we deliberately use this script's --hidden/--batch-norm,
+    not the checkpoint's model_config, so that you see what a mismatch does.
+    A CNN checkpoint (arch "CNN", from 06) has no size to choose: its class
+    comes from 06_cnn_mnist.py, the code that defines it.
+    """
+    if checkpoint["arch"] == "CNN":
+        CNN = dl_utils.import_script("06_cnn_mnist").CNN
+        return CNN(dropout=checkpoint["model_config"].get("dropout", 0.0))
+    return SimpleNN(hidden=hidden, batch_norm=batch_norm)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Load the model trained by 03 and use it.")
     dl_utils.add_common_args(parser, seed=SEED)
@@ -69,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def explain_mismatch(model, checkpoint: dict, path: Path) -> str:
     """One paragraph: what differs between the checkpoint and the model we built, and the fix."""
-    if checkpoint["arch"] != "SimpleNN":
-        return (f"{path} holds a {checkpoint['arch']} model, not the SimpleNN this script rebuilds. "
-                "A checkpoint can only be loaded into the architecture that produced it. "
-                "For the CNN from 06, use python 06_cnn_mnist.py --image ... instead.")
+    if checkpoint["arch"] not in ("SimpleNN", "CNN"):
+        return (f"{path} holds a {checkpoint['arch']} model; this script rebuilds 03's SimpleNN and 06's CNN only. "
+                "A checkpoint can only be loaded into the architecture that produced it: build that class, "
+                "then call load_state_dict.")
+    if checkpoint["arch"] == "CNN":
+        problems = "; ".join(dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]))
+        return (f"The CNN checkpoint {path} does not fit the CNN class in 06_cnn_mnist.py: {problems}. "
+                "Was 06's network changed after this model was trained? Retrain it: python 06_cnn_mnist.py")
     config = checkpoint["model_config"]
     problems = "; ".join(dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]))
     fix = f"--hidden {config['hidden']}" + (" --batch-norm" if config.get("batch_norm") else "")
@@ -106,8 +125,8 @@ def main(argv=None) -> dict:
     # -----------------------------------------------------------------------
     # 3. Rebuild the architecture from OUR settings, then load the weights
     # -----------------------------------------------------------------------
-    model = SimpleNN(hidden=args.hidden, batch_norm=args.batch_norm)
-    if checkpoint["arch"] != "SimpleNN" or dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]):
+    model = build_model(checkpoint, hidden=args.hidden, batch_norm=args.batch_norm)
+    if checkpoint["arch"] not in ("SimpleNN", "CNN") or dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]):
         raise dl_utils.CourseError(explain_mismatch(model, checkpoint, model_path))
     model.load_state_dict(checkpoint["state_dict"])
     model.to(device)
@@ -120,7 +139,8 @@ def main(argv=None) -> dict:
     # -----------------------------------------------------------------------
     # A model with 64 hidden neurons has a (64, 784) first weight matrix; the
     # saved one is (hidden, 784). There is nowhere to put the extra numbers,
-    # so load_state_dict refuses, listing every layer that does not fit.
+    # so load_state_dict refuses, listing every layer that does not fit. (For
+    # 06's CNN checkpoint the layer names differ too: "Unexpected key(s)".)
     wrong_hidden = 64 if args.hidden != 64 else 32
     try:
         SimpleNN(hidden=wrong_hidden, batch_norm=args.batch_norm).load_state_dict(checkpoint["state_dict"])
@@ -128,8 +148,8 @@ def main(argv=None) -> dict:
         mismatch_error = str(error)
         print(f"\nLoading into SimpleNN(hidden={wrong_hidden}) on purpose fails; PyTorch says:\n  "
               + "\n  ".join(mismatch_error.strip().splitlines()))
-        print("Fix: build the model with the settings it was trained with (they are in the checkpoint's "
-              "model_config, which is why we save it).")
+        print("Fix: build the model the checkpoint names (arch) with the settings it was trained with "
+              "(model_config): that is why the course saves both next to the weights.")
 
     # -----------------------------------------------------------------------
     # 5. Same model, same data, same accuracy
@@ -142,7 +162,7 @@ def main(argv=None) -> dict:
     saved_accuracy = checkpoint["metrics"].get("test_accuracy")
     identical = saved_accuracy is not None and abs(test["accuracy"] - saved_accuracy) < 1e-9
     print(f"\nTest accuracy of the reloaded model: {100 * test['accuracy']:.2f}% "
-          f"(03 measured {100 * saved_accuracy:.2f}% before saving: "
+          f"({'06' if checkpoint['arch'] == 'CNN' else '03'} measured {100 * saved_accuracy:.2f}% before saving: "
           f"{'identical' if identical else 'DIFFERENT - was the model trained on another data set?'})")
 
     # -----------------------------------------------------------------------
@@ -167,7 +187,7 @@ def main(argv=None) -> dict:
     plot_path = dl_utils.plot_prediction_grid(
         data.test_loader.images[shown.to(device)].cpu(), labels[shown], probabilities[shown],
         args.out_dir / "predictions.png", mean=data.mean, std=data.std, show=args.show,
-        title=f"SimpleNN (test accuracy {100 * test['accuracy']:.2f}%): the first {N_FIRST} test digits, "
+        title=f"{checkpoint['arch']} (test accuracy {100 * test['accuracy']:.2f}%): the first {N_FIRST} test digits, "
               f"then the {N_UNSURE} it is least sure about (red = wrong)")
 
     # -----------------------------------------------------------------------
@@ -195,7 +215,8 @@ def main(argv=None) -> dict:
           f"{model_path.stat().st_size / 1024:.0f} KB. torch.load(weights_only=True) on the whole object: "
           f"{safe_load}, as it should be - only load whole pickled models you made yourself.")
 
-    results = {"script": "04_load_model", "checkpoint": str(model_path), "device": dl_utils.device_name(device),
+    results = {"script": "04_load_model", "checkpoint": str(model_path), "arch": checkpoint["arch"],
+               "device": dl_utils.device_name(device),
                "test_accuracy": test["accuracy"], "test_loss": test["loss"],
                "checkpoint_test_accuracy": saved_accuracy, "identical_to_checkpoint": identical,
                "parameters": dl_utils.count_parameters(model), "architecture_mismatch_error": mismatch_error}
@@ -208,7 +229,7 @@ def main(argv=None) -> dict:
     # that before the model sees it.
     if args.image is not None:
         own = dl_utils.classify_own_digit(model, args.image, normalization=checkpoint["normalization"], device=device,
-                                          out_path=args.out_dir / "own_digit.png", model_name="SimpleNN",
+                                          out_path=args.out_dir / "own_digit.png", model_name=checkpoint["arch"],
                                           show=args.show)
         print("\n" + own.pop("report"))
         results.update(own)

@@ -20,6 +20,7 @@ Run it
     python 06_cnn_mnist.py --no-channels-last        # the same maths, slower on a CPU: compare
     python 06_cnn_mnist.py --augment                 # train on randomly rotated/shifted digits
     python 06_cnn_mnist.py --image my_digit.png      # then read your own handwriting
+    python 04_load_model.py --model outputs/cnn_model.pth --image my_digit.png   # later, without training again
     python 06_cnn_mnist.py --data-dir ../shared/data # MNIST kept elsewhere (offline)
 
 Writes (in outputs/, or --out-dir)
@@ -34,8 +35,8 @@ Writes (in outputs/, or --out-dir)
     own_digit.png              with --image: your picture, what the CNN saw, its probabilities
     06_cnn_mnist.json          the measured results; experiments.csv gets one more row
 
-How long: measured on the course's 2-core CPU (fp32): 3 epochs of 17-19 s, so 54.5 s
-of training, and 75.6 s for the whole script (it then draws the figures and tests
+How long: measured on the course's 2-core CPU (fp32): 3 epochs of 16-17 s, so 49.4 s
+of training, and 68.1 s for the whole script (it then draws the figures and tests
 the model again). --quick trains for a few seconds; the figures take most of its time.
 Times on a GPU have not been measured.
 """

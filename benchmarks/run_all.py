@@ -138,8 +138,8 @@ def main(argv=None) -> None:
         # Default runs share one out-dir; variants get their own (or their group's), so they
         # never overwrite the defaults' mnist_model.pth.
         group = options.get("group")
-        if not flags:
-            out_dir = shared
+        if not flags:  # the defaults' shared folder, or the one --from gives (e.g. --from 04_load_model=DIR)
+            out_dir = Path(folders.get(name) or folders.get("03_train_mnist") or shared)
         elif group:
             out_dir = Path(folders.get(group) or tempfile.mkdtemp(prefix=f"{group}_"))
             folders[group] = str(out_dir)
@@ -152,9 +152,9 @@ def main(argv=None) -> None:
         except KeyError as missing:
             raise SystemExit(f"{name} needs the folder of run {missing}: add it to --only, or give --from {missing.args[0]}=DIR.")
         if args.only and not flags and name in ("04_load_model", "06_cnn_mnist") \
-                and not (shared / "mnist_model.pth").exists() and "03_train_mnist" not in args.only:
-            # 04 and 06 need 03's model: take it from the last full run's output if we have none.
-            raise SystemExit(f"{name} needs 03's model: add 03_train_mnist to --only.")
+                and not (out_dir / "mnist_model.pth").exists() and "03_train_mnist" not in args.only:
+            # 04 and 06 need 03's model, from this run or from a folder given with --from.
+            raise SystemExit(f"{name} needs 03's model: add 03_train_mnist to --only, or give --from 03_train_mnist=DIR.")
         print(f"== {name}: python {script} {' '.join(flags)}  (out-dir {out_dir})", flush=True)
         measured = run(name, script, flags, out_dir, args.data_dir, shown_flags=template)
         stem = options.get("results", Path(script).stem)

@@ -83,12 +83,14 @@ def test_04_explains_an_architecture_mismatch(tiny_mnist, tmp_path):
         "identical_to_checkpoint"]
 
 
-def test_04_refuses_other_architectures(tmp_path):
-    model = torch.nn.Linear(2, 2)
-    dl_utils.save_checkpoint(tmp_path / "cnn.pth", model=model, arch="CNN", model_config={},
+@pytest.mark.parametrize("arch, expected", [("ResNet", "holds a ResNet model"),
+                                            ("CNN", "does not fit the CNN class")])
+def test_04_refuses_other_architectures(tmp_path, arch, expected):
+    model = torch.nn.Linear(2, 2)  # weights that fit neither SimpleNN nor 06's CNN
+    dl_utils.save_checkpoint(tmp_path / "other.pth", model=model, arch=arch, model_config={},
                              hyperparameters={}, metrics={}, normalization={"mean": 0.1, "std": 0.3})
-    with pytest.raises(dl_utils.CourseError, match="holds a CNN model"):
-        load.main(["--model", str(tmp_path / "cnn.pth"), "--out-dir", str(tmp_path)])
+    with pytest.raises(dl_utils.CourseError, match=expected):
+        load.main(["--model", str(tmp_path / "other.pth"), "--out-dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -160,6 +160,19 @@ def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path):
     for name in PNGS_06:
         assert_png(tmp_path / name)
 
+    # 04 reloads the CNN and reads a picture with it, without training again.
+    from PIL import Image
+
+    data = dl_utils.load_mnist_data(tiny_mnist)
+    pixels = (data.test_loader.images[5, 0] * data.std + data.mean).clamp(0, 1).numpy()
+    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((150, 150)).save(tmp_path / "digit.png")
+    reloaded = load_script("04_load_model").main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path / "04"),
+                                                  "--model", str(tmp_path / "cnn_model.pth"),
+                                                  "--image", str(tmp_path / "digit.png")])
+    assert reloaded["arch"] == "CNN" and reloaded["parameters"] == 421_642
+    assert reloaded["identical_to_checkpoint"] and 0 <= reloaded["image_prediction"] <= 9
+    assert "Unexpected key(s)" in reloaded["architecture_mismatch_error"]  # the on-purpose SimpleNN load
+
 
 def test_06_flags_and_the_figure_without_03(tmp_path):
     args = cnn.build_parser().parse_args(["--no-channels-last", "--scheduler", "constant"])
