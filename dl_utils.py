@@ -12,7 +12,8 @@ What lives here, in the order a script uses it:
     training     train_epoch, evaluate_model, train_model, collect_predictions
     models       count_parameters, to_channels_last (a CNN speed-up on the CPU)
     saving       save_checkpoint, load_checkpoint, save_results, log_experiment
-    comparing    read_experiments, filter_runs, best_runs, format_runs_table, plot_runs_against
+    comparing    read_experiments, filter_runs, best_runs, accuracy_by_value, format_runs_table,
+                 plot_runs_against
     inspecting   confusion_matrix, most_confused_pairs, misclassified_indices
     own digit    prepare_digit_image, predict_digit, format_top_k, plot_digit_prediction
     plots        plot_training_history, plot_confusion_matrix, finish_figure
@@ -926,6 +927,18 @@ def varying_settings(runs: list[dict]) -> tuple[list[str], dict]:
         else:
             constant[key] = runs[0].get(key)
     return varying, constant
+
+
+def accuracy_by_value(runs: list[dict], setting: str) -> list[dict]:
+    """For each value of `setting` (runs without it are skipped): how many runs, the best and the mean
+    best validation accuracy. Sorted by value."""
+    groups = {}
+    for run in runs:
+        if run.get(setting) is not None:
+            groups.setdefault(run[setting], []).append(run["best_val_accuracy"])
+    return [{"value": value, "runs": len(acc), "best_val_accuracy": max(acc),
+             "mean_best_val_accuracy": sum(acc) / len(acc)}
+            for value, acc in sorted(groups.items(), key=lambda item: (isinstance(item[0], str), item[0]))]
 
 
 def format_runs_table(runs: list[dict], columns: list[str]) -> str:

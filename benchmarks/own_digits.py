@@ -233,13 +233,12 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict, str]:
     """Rebuild the network a course checkpoint was trained as; returns (model, checkpoint, short name)."""
     checkpoint = dl_utils.load_checkpoint(path)
     config = checkpoint["model_config"]
-    if checkpoint["arch"] == "SimpleNN":
-        model = dl_utils.import_script("03_train_mnist").SimpleNN(hidden=config["hidden"],
-                                                                  batch_norm=config.get("batch_norm", False))
-    elif checkpoint["arch"] == "CNN":
-        model = dl_utils.import_script("06_cnn_mnist").CNN(dropout=config.get("dropout", 0.0))
-    else:
-        raise dl_utils.CourseError(f"{path} holds a {checkpoint['arch']}; this check reads 03's SimpleNN and 06's CNN.")
+    # 04's build_model knows both classes: 03's SimpleNN and 06's CNN.
+    model = dl_utils.import_script("04_load_model").build_model(
+        checkpoint, hidden=config.get("hidden", 128), batch_norm=config.get("batch_norm", False))
+    if checkpoint["arch"] not in ("SimpleNN", "CNN") or dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]):
+        raise dl_utils.CourseError(f"{path} holds a {checkpoint['arch']} this check cannot rebuild; it reads the "
+                                   "checkpoints of 03_train_mnist.py and 06_cnn_mnist.py.")
     model.load_state_dict(checkpoint["state_dict"])
     name = "MLP" if checkpoint["arch"] == "SimpleNN" else "CNN"
     if checkpoint["hyperparameters"].get("augment"):

@@ -148,3 +148,13 @@ def test_04_reads_your_own_digit_and_rejects_a_non_image(trained, tiny_mnist, tm
     (tmp_path / "notes.png").write_text("this is not a picture")
     with pytest.raises(dl_utils.CourseError):
         load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "notes.png")])
+
+
+def test_04_checks_your_picture_before_the_test_set(trained, tiny_mnist, tmp_path):
+    """A typo in --image is reported at once: nothing else (predictions.png) gets done first."""
+    out, _ = trained
+    (tmp_path / "notes.png").write_text("this is not a picture")
+    with pytest.raises(dl_utils.CourseError, match="not a picture"):
+        load.main(["--data-dir", str(tiny_mnist), "--model", str(out / "mnist_model.pth"), "--out-dir", str(tmp_path),
+                   "--image", str(tmp_path / "notes.png")])
+    assert not (tmp_path / "predictions.png").exists()

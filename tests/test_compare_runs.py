@@ -60,6 +60,14 @@ def test_filter_runs_compares_values_not_text():
         dl_utils.filter_runs(runs, {"hiden": "128"})
 
 
+def test_accuracy_by_value_groups_best_and_mean():
+    runs = [run("03", 0.90, 0.9, hidden=32), run("03", 0.96, 0.9, hidden=128), run("03", 0.98, 0.9, hidden=128),
+            run("05", 0.97, 0.9)]  # no hidden: left out
+    rows = dl_utils.accuracy_by_value(runs, "hidden")
+    assert [r["value"] for r in rows] == [32, 128] and rows[1]["runs"] == 2
+    assert rows[1]["best_val_accuracy"] == 0.98 and rows[1]["mean_best_val_accuracy"] == pytest.approx(0.97)
+
+
 def test_varying_settings_and_table():
     runs = [run("03_train_mnist", 0.98, 0.97, hidden=128, lr=0.001, seed=0),
             run("03_train_mnist", 0.96, 0.955, hidden=32, lr=0.001, seed=0)]
@@ -102,7 +110,7 @@ def test_05_compare_runs_reads_what_03_wrote(tiny_mnist, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--compare-runs", "lr"], "no experiment log"),
-    (["--compare-runs", "hiden"], "no setting called 'hiden'"),
+    (["--compare-runs", "hiden"], "has a setting called 'hiden'"),
     (["--compare-runs", "lr", "--where", "hidden=7"], "None of the 1 runs"),
     (["--compare-runs", "lr", "--where", "colour=red"], "no column colour"),
     (["--where", "hidden=128"], "--where only filters"),
