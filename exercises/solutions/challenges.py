@@ -1,0 +1,36 @@
+"""Reference solutions for exercises/challenges.py (measured: see LEARNING_GUIDE.md, "Practise").
+
+    python exercises/check.py --challenge mlp --solutions --data-dir DATA_DIR
+    python exercises/check.py --challenge cnn --solutions --data-dir DATA_DIR
+"""
+
+from torch import nn
+
+
+def mlp_challenge():
+    """Wider and deeper than 03's SimpleNN, dropout against overfitting, OneCycle to settle at the end."""
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),  # 401,920 parameters
+        nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.2),  # 131,328
+        nn.Linear(256, 10),  # 2,570
+    )
+    # Batch 128 halves the steps per epoch (faster on a CPU); OneCycle's high middle
+    # learning rate explores, its near-zero end settles (06 uses it too).
+    settings = {"epochs": 8, "batch_size": 128, "lr": 2e-3, "optimizer": "adam", "momentum": 0.0,
+                "scheduler": "onecycle", "weight_decay": 0.0}
+    return model, settings
+
+
+def cnn_challenge():
+    """06's CNN (two conv layers) with 06's OneCycle schedule, squeezed into one epoch."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> (B, 32, 14, 14)
+        nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # -> (B, 64, 7, 7)
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25),
+        nn.Linear(128, 10),
+    )
+    settings = {"epochs": 1, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "momentum": 0.0,
+                "scheduler": "onecycle", "weight_decay": 0.0}
+    return model, settings
