@@ -69,6 +69,12 @@ RUNS = [
     # The experiment log of all the 03 variants above, read back.
     ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
      {**VARIANTS, "results": "compare_runs"}),
+    # The exercises' challenges on the real MNIST (exercises/check.py --challenge), the reference solutions,
+    # 3 seeds each: exercises/solutions/challenges.py must pass on every seed.
+    ("challenge_mlp", "exercises/check.py", ["--challenge", "mlp", "--solutions", "--seeds", "3"], [],
+     {"results": "challenge_mlp"}),
+    ("challenge_cnn", "exercises/check.py", ["--challenge", "cnn", "--solutions", "--seeds", "3"], [],
+     {"results": "challenge_cnn"}),
     # Own pictures (30 per seed): 03's MLP, 06's CNN and 06's CNN trained with --augment.
     *[(name, "benchmarks/own_digits.py",
        ["--seeds", "10", *tilt, "--model", "{03_train_mnist}/mnist_model.pth", "{06_cnn_mnist}/cnn_model.pth",

@@ -156,6 +156,47 @@ def learner_frame(tb, path: str):
     return found
 
 
+class ExerciseTimeout(BaseException):
+    """Raised inside the learner's code when it runs past the time limit (a BaseException: `except Exception` in
+    the learner's code cannot swallow it)."""
+
+
+class Watchdog:
+    """Stops the worker's main thread after `limit` seconds by raising ExerciseTimeout in it.
+
+    That ends an endless Python loop and keeps its traceback (so the report can
+    name the line). A long call inside C code cannot be interrupted this way; for
+    that, faulthandler writes every thread's stack to the hang file and exits the
+    process 5 s later, and the parent starts a new worker.
+    """
+
+    def __init__(self, limit: float):
+        import ctypes
+
+        self.set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
+        self.thread_id = ctypes.c_ulong(threading.main_thread().ident)
+        self.lock, self.running = threading.Lock(), True
+        self.timer = threading.Timer(limit, self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        import ctypes
+
+        with self.lock:
+            if self.running:
+                self.set_async(self.thread_id, ctypes.py_object(ExerciseTimeout))
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+        with self.lock:
+            self.running = False
+            self.set_async(self.thread_id, None)  # clear one that is pending but not raised yet
+
+
 def worker_main(hang_file: str) -> None:
     """Answer the parent's requests, one JSON line each, until stdin closes."""
     import faulthandler
@@ -166,6 +207,8 @@ def worker_main(hang_file: str) -> None:
     import torch
 
     torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and fair to a busy CPU
+    # The first optimizer ever built imports torch._dynamo (seconds): do it now, outside any exercise's time limit.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     import checks
 
     hang = open(hang_file, "w")
@@ -182,12 +225,16 @@ def worker_main(hang_file: str) -> None:
         request = json.loads(line)
         path = os.path.abspath(request["path"])
         printed = io.StringIO()
-        faulthandler.dump_traceback_later(request["time_limit"], exit=True, file=hang)
+        faulthandler.dump_traceback_later(request["time_limit"] + 5, exit=True, file=hang)
         try:
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-                reply = (load_module(path, modules) if request["op"] == "load"
-                         else run_check(by_name[(request["lesson"], request["name"])], modules.get(path), path,
-                                        checks.Fail))
+            try:
+                with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed), \
+                        Watchdog(request["time_limit"]):
+                    reply = (load_module(path, modules) if request["op"] == "load"
+                             else run_check(by_name[(request["lesson"], request["name"])], modules.get(path), path,
+                                            checks.Fail))
+            except ExerciseTimeout:  # it fired between the learner's code returning and the watchdog stopping
+                reply = {"status": "pass"} if request["op"] == "check" else {"status": "ok"}
         finally:
             faulthandler.cancel_dump_traceback_later()
         torch.set_grad_enabled(True)  # in case the learner's code switched it off
@@ -211,6 +258,8 @@ def load_module(path: str, modules: dict) -> dict:
     module.__file__ = path
     try:
         exec(code, module.__dict__)
+    except ExerciseTimeout as error:
+        return {"status": "timeout", "line": learner_frame(error.__traceback__, path)[0]}
     except BaseException as error:  # anything at all, SystemExit included: report it, keep going
         line, text = learner_frame(error.__traceback__, path)
         return {"status": "broken", "message": f"{type(error).__name__}: {error}", "line": line, "code": text}
@@ -234,6 +283,8 @@ def run_check(exercise, module, path: str, Fail) -> dict:
         if line is not None and "NotImplementedError" in (text or ""):
             return {"status": "todo", "line": line}
         return {"status": "error", "message": f"NotImplementedError: {error}", "line": line, "code": text}
+    except ExerciseTimeout as error:
+        return {"status": "timeout", "line": learner_frame(error.__traceback__, path)[0]}
     except BaseException as error:  # the learner's code crashed: say where
         line, text = learner_frame(error.__traceback__, path)
         message = f"{type(error).__name__}: {error}".strip()
@@ -290,7 +341,7 @@ class Worker:
         self.hang_path.write_text("")
         self.process.stdin.write(json.dumps({**payload, "time_limit": self.time_limit}) + "\n")
         self.process.stdin.flush()
-        reply = self._next(self.time_limit + 15)  # the worker stops itself at time_limit; this is a backstop
+        reply = self._next(self.time_limit + 20)  # the worker stops itself by time_limit + 5; this is a backstop
         if isinstance(reply, dict):
             return reply
         hang = self.hang_path.read_text(errors="replace")
@@ -431,11 +482,17 @@ def exercise_folder(args) -> Path:
 
 def check_exercises(args) -> int:
     folder = exercise_folder(args)
-    worker = Worker(args.time_limit)
     start = time.perf_counter()
+    # The exercises, in course order, from the solution files (the checks in checks.py have the same names).
+    everything = [{"lesson": lesson, "name": name} for lesson, filename in LESSONS.items()
+                  for name in functions(SOLUTIONS / filename)]
+    chosen = selected_exercises(everything, args.select)  # a typo is reported before torch is imported
+    worker = Worker(args.time_limit)
     worker.start()
     try:
-        chosen = selected_exercises(worker.exercises, args.select)
+        hints = {(e["lesson"], e["name"]): e["hint"] for e in worker.exercises}
+        for exercise in chosen:
+            exercise["hint"] = hints.get((exercise["lesson"], exercise["name"]), "(no hint)")
         print(f"Checking {'the reference solutions' if args.solutions else 'your exercises'} in "
               f"{display(folder)}/, in course order:\n")
         results, first = [], None
@@ -622,7 +679,7 @@ def run_challenge(args) -> int:
                f"{display(path)}. Device: {device} ({why})."))
     model, settings = challenge_model(fn, path, spec, args.challenge)  # fail on bad settings before loading data
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=settings["batch_size"], seed=0, device=device)
-    runs = []
+    runs, load_before = [], os.getloadavg() if hasattr(os, "getloadavg") else None
     for seed in seeds:
         dl_utils.set_seed(seed)  # the same seed -> the same initial weights and batch order
         data.train_loader.generator.manual_seed(seed)
@@ -673,6 +730,8 @@ def run_challenge(args) -> int:
         "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs),
         "train_seconds_max": max(r["train_seconds"] for r in runs),
         "passed": passed, "runs": runs,
+        # Other programs slow training down: the CPU load (1, 5, 15 min) before and after the runs.
+        "load_before": load_before, "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     out_dir = Path(args.out_dir) if args.out_dir else dl_utils.DEFAULT_OUT_DIR
     saved = dl_utils.save_results(out_dir, f"challenge_{args.challenge}", results)

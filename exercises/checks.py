@@ -600,8 +600,6 @@ WEIGHT_MISTAKES = {
              "cleared them), so the weights never moved. The order is zero_grad, forward, loss, backward, step.",
     "FLBZS": "optimizer.zero_grad() runs after loss.backward() and before optimizer.step(): it wipes the "
              "gradients that step() needs, so the weights never moved. Zero them at the START of each batch.",
-    "FLSB": "optimizer.step() runs before loss.backward(): each step used the gradients of the batches before, "
-            "not of this one. The order is zero_grad, forward, loss, backward, step.",
 }
 
 
@@ -614,7 +612,14 @@ def check_train_one_epoch(fn):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.eval()  # as evaluation left it: the learner's function must switch training mode on
     call = "train_one_epoch(model, loader of 17 images in batches of 5, 5, 5, 2, ...)"
-    result = fn(model, loader, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=lr))
+    try:
+        result = fn(model, loader, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=lr))
+    except RuntimeError as error:
+        if "modified by an inplace operation" in str(error):
+            raise Fail("optimizer.step() ran before loss.backward(): step() changed the weights in place, and the "
+                       "backward pass still needed their old values, so PyTorch stopped (\"modified by an inplace "
+                       "operation\"). The order is zero_grad, forward, loss, backward, step.") from error
+        raise
     if isinstance(result, torch.Tensor) and result.requires_grad:
         raise Fail(f"{call} returned a tensor that still carries its computation graph: a running total built "
                    "with `total += loss` keeps the graph of every batch in memory. Add loss.item() * len(labels), "

@@ -1,0 +1,484 @@
+"""The exercises and their checker (exercises/check.py, exercises/checks.py).
+
+  * every check passes on the reference solutions and fails on the untouched stubs
+  * for every exercise, a wrong-but-plausible answer fails with the message that
+    names its mistake (gradients not zeroed, softmax overflow, wrong dimension, ...)
+  * the shipped exercise files match the solutions (same functions, docstrings,
+    comments) and the comment above each names a real lesson section and concept
+  * the command line: exit codes, Progress line, a broken file, an endless loop,
+    an exception, --reset with its backup, --challenge on the tiny synthetic MNIST
+
+Most tests call the checks in this process (fast); three start the checker as a
+learner would (each starts one worker process that imports torch).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import math
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+EXERCISES = REPO / "exercises"
+sys.path.insert(0, str(EXERCISES))
+
+import check  # noqa: E402
+import checks  # noqa: E402
+
+BY_NAME = {e.name: e for e in checks.EXERCISES}
+
+
+def load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SOLUTIONS = {lesson: load(EXERCISES / "solutions" / f, f"solution_{lesson}") for lesson, f in check.LESSONS.items()}
+
+
+def solution(name: str):
+    return getattr(SOLUTIONS[BY_NAME[name].lesson], name)
+
+
+def fails_with(name: str, fn, *fragments: str) -> str:
+    with pytest.raises(checks.Fail) as failure:
+        BY_NAME[name].check(fn)
+    message = str(failure.value)
+    for fragment in fragments:
+        assert fragment in message, f"{name}: {fragment!r} not in {message!r}"
+    return message
+
+
+# ---------------------------------------------------------------------------
+# Solutions pass, stubs fail, files agree
+# ---------------------------------------------------------------------------
+def test_at_least_25_exercises_in_course_order():
+    assert len(checks.EXERCISES) >= 25
+    lessons = [e.lesson for e in checks.EXERCISES]
+    assert lessons == sorted(lessons) and set(lessons) == set(check.LESSONS)
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_check_passes_on_the_solution(name):
+    BY_NAME[name].check(solution(name))
+
+
+@pytest.mark.parametrize("lesson", list(check.LESSONS))
+def test_every_check_fails_on_the_untouched_stubs(lesson, tmp_path):
+    path = tmp_path / check.LESSONS[lesson]
+    path.write_text(check.make_stub((EXERCISES / "solutions" / path.name).read_text()))
+    stub = load(path, f"stub_{lesson}")
+    for exercise in (e for e in checks.EXERCISES if e.lesson == lesson):
+        with pytest.raises(NotImplementedError):
+            exercise.check(getattr(stub, exercise.name))
+
+
+def signature_and_doc(path: Path) -> dict:
+    tree = ast.parse(path.read_text())
+    lines = path.read_text().splitlines()
+    return {n.name: (ast.unparse(n.args), ast.get_docstring(n), lines[n.lineno - 2])
+            for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("lesson", list(check.LESSONS))
+def test_exercise_files_match_their_solutions(lesson):
+    """Same functions in the same order, same signatures, docstrings and comments, as the checker expects."""
+    filename = check.LESSONS[lesson]
+    shipped, reference = signature_and_doc(EXERCISES / filename), signature_and_doc(EXERCISES / "solutions" / filename)
+    assert shipped == reference, f"exercises/{filename} differs from solutions/{filename}: regenerate it with make_stub"
+    assert list(reference) == [e.name for e in checks.EXERCISES if e.lesson == lesson]
+
+
+def test_comments_name_real_sections_and_concepts():
+    headings = set(re.findall(r"^## (.+)$", (REPO / "ML_CONCEPTS_EXPLAINED.md").read_text(), re.M))
+    problems = []
+    for exercise in checks.EXERCISES:
+        comment = check.practises(EXERCISES / "solutions" / check.LESSONS[exercise.lesson], exercise.name)
+        match = re.match(r"(\d\d_\w+\.py)(?: sections? ([\d, and-]+))?.*\"([^\"]+)\" in ML_CONCEPTS_EXPLAINED\.md$",
+                         comment)
+        if not match:
+            problems.append(f"{exercise.name}: {comment!r}")
+            continue
+        script, numbers, concept = match.groups()
+        source = (REPO / script).read_text()
+        for number in re.findall(r"\d+", numbers or ""):
+            if not re.search(rf"^\s*# {number}\. \S", source, re.M):
+                problems.append(f"{exercise.name}: {script} has no section {number}")
+        if concept not in headings:
+            problems.append(f"{exercise.name}: {concept!r} is not a heading of ML_CONCEPTS_EXPLAINED.md")
+    assert problems == []
+
+
+# ---------------------------------------------------------------------------
+# Wrong but plausible answers fail with the mistake named
+# ---------------------------------------------------------------------------
+def _softmax_no_shift(logits, temperature=1.0):
+    e = torch.exp(logits / temperature)
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def _softmax_dim0(logits, temperature=1.0):
+    z = logits / temperature
+    e = torch.exp(z - z.max(dim=0, keepdim=True).values)
+    return e / e.sum(dim=0, keepdim=True)
+
+
+def _loop(order: str, loss: str = "mean"):
+    """A train_one_epoch with the five steps in `order` (Z F L B S) and a way of reporting the loss."""
+    def train_one_epoch(model, loader, loss_fn, optimizer):
+        model.train()
+        total, seen, means, last = 0.0, 0, [], 0.0
+        for images, labels in loader:
+            for step in order:
+                if step == "Z":
+                    optimizer.zero_grad()
+                elif step == "F":
+                    logits = model(images)
+                elif step == "L":
+                    value = loss_fn(logits, labels)
+                elif step == "B":
+                    value.backward()
+                elif step == "S":
+                    optimizer.step()
+            total += value.item() * len(labels)
+            seen += len(labels)
+            means.append(value.item())
+            last = value.item()
+        return {"mean": total / seen, "last": last, "batch_means": sum(means) / len(means)}[loss]
+    return train_one_epoch
+
+
+def _train_without_train_mode(model, loader, loss_fn, optimizer):
+    for images, labels in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+    return 0.0
+
+
+def _evaluate(eval_mode=True, no_grad=True, per_batch=False):
+    def evaluate(model, loader):
+        if eval_mode:
+            model.eval()
+        accuracies, correct, seen = [], 0, 0
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            for images, labels in loader:
+                hits = (model(images).argmax(dim=1) == labels).sum().item()
+                accuracies.append(hits / len(labels))
+                correct, seen = correct + hits, seen + len(labels)
+        return sum(accuracies) / len(accuracies) if per_batch else correct / seen
+    return evaluate
+
+
+def _backprop_sum(x, labels, W1, b1, W2, b2):
+    grads = solution("backprop_by_hand")(x, labels, W1, b1, W2, b2)
+    return {k: v * len(labels) for k, v in grads.items()}
+
+
+def _backprop_no_relu_mask(x, labels, W1, b1, W2, b2):
+    pre = x @ W1.T + b1
+    h = pre.clamp(min=0)
+    probs = torch.softmax(h @ W2.T + b2, dim=1)
+    d_logits = probs.clone()
+    d_logits[torch.arange(len(labels)), labels] -= 1
+    d_logits /= len(labels)
+    d_h = d_logits @ W2  # ... and then forgets the ReLU's mask
+    return {"W2": d_logits.T @ h, "b2": d_logits.sum(0), "W1": d_h.T @ x, "b1": d_h.sum(0)}
+
+
+def _backprop_with_autograd(x, labels, W1, b1, W2, b2):
+    leaves = [t.clone().requires_grad_(True) for t in (W1, b1, W2, b2)]
+    loss = F.cross_entropy(torch.relu(x @ leaves[0].T + leaves[1]) @ leaves[2].T + leaves[3], labels)
+    loss.backward()
+    return dict(zip(("W1", "b1", "W2", "b2"), (t.grad for t in leaves)))
+
+
+def _save_whole_model(model, make_model, path):
+    torch.save(model, path)
+    return torch.load(path, weights_only=False)
+
+
+def _normalize_each_split(train, val, test):
+    def own(images):
+        x = images.float() / 255
+        return ((x - x.mean()) / x.std()).unsqueeze(1)
+    return own(train), own(val), own(test)
+
+
+def _batches_separately_shuffled(images, labels, batch_size, generator=None):
+    a, b = torch.randperm(len(labels), generator=generator), torch.randperm(len(labels), generator=generator)
+    return [(images[a[i:i + batch_size]], labels[b[i:i + batch_size]]) for i in range(0, len(labels), batch_size)]
+
+
+def _batches_drop_last(images, labels, batch_size, generator=None):
+    order = torch.randperm(len(labels), generator=generator)
+    full = len(labels) // batch_size * batch_size
+    return [(images[order[i:i + batch_size]], labels[order[i:i + batch_size]]) for i in range(0, full, batch_size)]
+
+
+def _compare_no_sqrt_n(a, b):
+    gap = statistics.mean(a) - statistics.mean(b)
+    noise = math.sqrt(statistics.stdev(a) ** 2 + statistics.stdev(b) ** 2)
+    return "a" if gap > 2 * noise else "b" if gap < -2 * noise else "noise"
+
+
+def _fgsm_downhill(model, images, labels, epsilon, mean, std):
+    x = images.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x), labels), x)
+    return (x.detach() - epsilon / std * g.sign()).clamp((0 - mean) / std, (1 - mean) / std)
+
+
+WRONG = {
+    # name: (wrong function, fragments its message must contain)
+    "flatten_batch": (lambda images: images.reshape(-1), ["(2352,)", "batch dimension"]),
+    "center_columns": (lambda data: data - data.mean(dim=1, keepdim=True), ["wrong dimension", "dim=0"]),
+    "linear_forward": (lambda x, w, b: x @ w.T, ["bias is missing"]),
+    "derivative": (lambda fn, x: (lambda t: (fn(t).backward(), fn(t).backward(), t.grad.item())[2])(
+        torch.tensor(float(x), requires_grad=True)), ["twice", "ADDS to .grad"]),
+    "softmax": (_softmax_no_shift, ["overflows", "nan"]),
+    "class_counts": (lambda labels, num_classes=10: torch.bincount(labels), ["never occur", "minlength"]),
+    "pixel_stats": (lambda images: (images.float().mean().item(), images.float().std().item()), ["0..255 units"]),
+    "normalize_images": (lambda images, mean, std: (images.float() / 255 - mean) / std, ["colour channel"]),
+    "normalize_splits": (_normalize_each_split, ["statistics from the test set"]),
+    "shuffled_batches": (_batches_separately_shuffled, ["two different orders"]),
+    "count_linear_parameters": (lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:])), ["biases are missing"]),
+    "build_simple_nn": (lambda hidden: nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.Linear(hidden, 10)),
+                        ["linear", "collapse"]),
+    "accuracy": (lambda logits, labels: (logits.argmax(dim=0) == labels).float().mean().item(), ["dim=0"]),
+    "cross_entropy": (lambda logits, labels: -torch.log(torch.softmax(logits, 1))[range(len(labels)), labels].mean(),
+                      ["log(0)"]),
+    "train_one_epoch": (_loop("FLBS"), ["never zeroed", "accumulate"]),
+    "evaluate": (_evaluate(eval_mode=False), ["model.eval() is missing"]),
+    "should_stop": (lambda losses, patience: len(losses) > patience and all(
+        losses[-i] >= losses[-i - 1] for i in range(1, patience + 1)), ["BEST loss, not the previous one"]),
+    "backprop_by_hand": (_backprop_no_relu_mask, ["ignores the ReLU"]),
+    "hidden_size_from_checkpoint": (lambda state: state["fc1.weight"].shape[1], ["784", "(out_features, in_features)"]),
+    "logits_to_prediction": (lambda logits: (logits.argmax(1), logits.max(1).values), ["raw logits", "softmax"]),
+    "predict": (lambda model, images: torch.softmax(model(images), 1).max(1)[::-1], ["model.eval() is missing"]),
+    "save_and_reload": (_save_whole_model, ["whole model object", "weights_only=True"]),
+    "least_confident": (lambda probs, k: probs.max(1).values.argsort(descending=True)[:k], ["MOST confident"]),
+    "three_layer_nn": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 256),
+                                             nn.ReLU(), nn.Linear(256, 10)), ["136,074", "235,146"]),
+    "collapse_linear": (lambda W1, b1, W2, b2: (W2 @ W1, b2), ["the first layer's bias"]),
+    "best_run": (lambda runs: max(runs, key=lambda r: r["test_accuracy"]), ["best TEST accuracy"]),
+    "compare_with_noise": (_compare_no_sqrt_n, ["sqrt(n)"]),
+    "conv_output_size": (lambda size, kernel, padding=0, stride=1: (size + padding - kernel) // stride + 1,
+                         ["BOTH sides"]),
+    "conv_parameters": (lambda cin, cout, k: cout * cin * k * k, ["biases are missing"]),
+    "max_pool_2x2": (lambda x: F.avg_pool2d(x, 2), ["averages"]),
+    "confusion_matrix": (lambda p, t, num_classes=10: solution("confusion_matrix")(t, p, num_classes), ["transposed"]),
+    "fgsm": (_fgsm_downhill, ["DOWNHILL"]),
+}
+
+
+def test_every_exercise_has_a_wrong_variant():
+    assert sorted(WRONG) == sorted(BY_NAME)
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_wrong_variant_fails_with_its_named_mistake(name):
+    wrong, fragments = WRONG[name]
+    fails_with(name, wrong, *fragments)
+
+
+@pytest.mark.parametrize("wrong, fragments", [
+    (_loop("ZFLSB"), ["exactly where they started"]),
+    (_loop("FLBZS"), ["exactly where they started"]),
+    (_loop("FLSB"), ["before loss.backward()", "in place"]),
+    (_loop("ZFLBS", "last"), ["LAST batch's loss"]),
+    (_loop("ZFLBS", "batch_means"), ["mean of the batch means"]),
+    (_train_without_train_mode, ["model.train() is missing"]),
+], ids=["step-before-backward", "zero_grad-after-backward", "step-before-backward-no-zero", "last-batch-loss",
+        "mean-of-means", "no-train-mode"])
+def test_training_loop_mistakes_are_named(wrong, fragments):
+    fails_with("train_one_epoch", wrong, *fragments)
+
+
+@pytest.mark.parametrize("name, wrong, fragments", [
+    ("softmax", _softmax_dim0, ["COLUMN", "wrong dimension"]),
+    ("softmax", lambda z, temperature=1.0: solution("softmax")(z * temperature), ["multiplied"]),
+    ("softmax", lambda z, temperature=1.0: (z.sub_(z.max(-1, keepdim=True).values).div_(temperature).exp_()
+                                           .div_(z.sum(-1, keepdim=True))), ["changed the tensor"]),
+    ("evaluate", _evaluate(no_grad=False), ["torch.no_grad() is missing"]),
+    ("evaluate", _evaluate(per_batch=True), ["mean of the batch accuracies"]),
+    ("predict", lambda model, images: (model.eval(), torch.softmax(model(images), 1).max(1)[::-1])[1],
+     ["torch.no_grad() is missing"]),
+    ("backprop_by_hand", _backprop_sum, ["batch size"]),
+    ("backprop_by_hand", _backprop_with_autograd, ["called backward()"]),
+    ("shuffled_batches", _batches_drop_last, ["last, partial batch"]),
+    ("normalize_images", lambda images, mean, std: solution("normalize_images")(
+        images, (images.float() / 255).mean().item(), (images.float() / 255).std().item()), ["recomputed"]),
+    ("compare_with_noise", lambda a, b: solution("compare_with_noise")(a, b) if len(a) > 2 else "a", ["pstdev"]),
+    ("fgsm", lambda m, x, y, eps, mean, std: solution("fgsm")(m, x, y, eps * std, mean, std), ["pixel units"]),
+    ("cross_entropy", lambda logits, labels: F.cross_entropy(logits, labels, reduction="sum"), ["MEAN"]),
+])
+def test_more_named_mistakes(name, wrong, fragments):
+    fails_with(name, wrong, *fragments)
+
+
+# ---------------------------------------------------------------------------
+# The command line, as a learner runs it
+# ---------------------------------------------------------------------------
+def run_checker(*args, input_text=None):
+    return subprocess.run([sys.executable, str(EXERCISES / "check.py"), *args], capture_output=True, text=True,
+                          input=input_text, cwd=REPO, timeout=300)
+
+
+def test_solutions_pass_with_exit_0():
+    result = run_checker("--solutions")
+    assert result.returncode == 0, result.stdout + result.stderr
+    total = len(checks.EXERCISES)
+    assert f"] {total}/{total} exercises done" in result.stdout
+    assert "All selected exercises pass" in result.stdout
+
+
+@pytest.fixture()
+def scratch(tmp_path):
+    """A learner's folder: untouched stubs, 01 solved, 02 with a syntax error, an endless loop and a crash."""
+    for lesson, filename in check.LESSONS.items():
+        text = check.make_stub((EXERCISES / "solutions" / filename).read_text())
+        (tmp_path / filename).write_text(text)
+    (tmp_path / "ex01_tensors.py").write_text((EXERCISES / "solutions" / "ex01_tensors.py").read_text())
+    ex02 = tmp_path / "ex02_data.py"
+    ex02.write_text(ex02.read_text().replace("    raise NotImplementedError  # replace this line with your code",
+                                             "    return torch.bincount(labels minlength=num_classes)", 1))
+    ex03 = tmp_path / "ex03_training.py"
+    ex03.write_text(ex03.read_text().replace("    raise NotImplementedError  # replace this line with your code",
+                                             "    total = 0\n    while True:\n        total += 1", 1))
+    ex04 = tmp_path / "ex04_load_model.py"
+    ex04.write_text(ex04.read_text().replace("    raise NotImplementedError  # replace this line with your code",
+                                             "    return state_dict['fc1.weight'].shape[0] / 0", 1))
+    return tmp_path
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.py"))}
+
+
+def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
+    before = snapshot(scratch)
+    result = run_checker("--dir", str(scratch), "--time-limit", "2")
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    total = len(checks.EXERCISES)
+    assert f"] 5/{total} exercises done" in out  # 01's five pass; nothing else does
+    assert "01  ex01_tensors.py        [##########] 5/5 done" in out
+    # The syntax error is the first problem: shown in full, with its line.
+    ex02 = (scratch / "ex02_data.py").read_text().splitlines()
+    bad_line = next(i for i, line in enumerate(ex02, 1) if "labels minlength" in line)
+    assert f"does not load (line {bad_line})" in out
+    flat = " ".join(out.split())  # the report wraps long lines
+    assert "ex02_data.py does not load" in flat and "SyntaxError" in flat
+    assert f"ex02_data.py line {bad_line}: return torch.bincount(labels minlength=num_classes)" in flat
+    # The endless loop: stopped, named with its line, and the other 03 exercises still checked.
+    ex03 = (scratch / "ex03_training.py").read_text().splitlines()
+    loop_line = next(i for i, line in enumerate(ex03, 1) if "total += 1" in line)
+    assert re.search(rf"count_linear_parameters: stopped after 2 s \(an endless loop\?\) at line "
+                     rf"({loop_line}|{loop_line - 1})", out), out
+    assert "03  ex03_training.py       [----------] 0/8 done" in out
+    # The exception: its type and line.
+    ex04 = (scratch / "ex04_load_model.py").read_text().splitlines()
+    crash_line = next(i for i, line in enumerate(ex04, 1) if "/ 0" in line)
+    assert f"hidden_size_from_checkpoint: raised ZeroDivisionError: division by zero at line {crash_line}" in out
+    assert "06  ex06_cnn.py" in out  # it went on to the last lesson
+    assert snapshot(scratch) == before, "the checker changed the learner's files"
+
+
+def test_fresh_stubs_show_the_first_task_and_one_lesson(scratch):
+    for filename in check.LESSONS.values():
+        (scratch / filename).write_text(check.make_stub((EXERCISES / "solutions" / filename).read_text()))
+    result = run_checker("--dir", str(scratch), "03", "--hint")
+    assert result.returncode == 1
+    assert "Next: count_linear_parameters" in result.stdout
+    assert "The number of parameters of a stack of Linear layers" in result.stdout  # the task
+    assert "Not started yet" in result.stdout and "Hint: Linear(a, b) holds" in result.stdout
+    assert f"] 0/{sum(e.lesson == '03' for e in checks.EXERCISES)} exercises done" in result.stdout
+    assert "ex01" not in result.stdout
+
+
+def test_unknown_lesson_is_one_clear_line(scratch):
+    result = run_checker("--dir", str(scratch), "07")
+    assert result.returncode == 1 and "neither a lesson" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reset_asks_and_keeps_a_backup(scratch, monkeypatch, capsys):
+    ex01 = scratch / "ex01_tensors.py"
+    solved = ex01.read_text()
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert check.main(["--dir", str(scratch), "--reset", "01"]) == 1
+    assert ex01.read_text() == solved and not (scratch / "backups").exists()
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert check.main(["--dir", str(scratch), "--reset", "1"]) == 0
+    assert ex01.read_text() == check.make_stub(solved)
+    backups = list((scratch / "backups").glob("ex01_tensors-*.py"))
+    assert len(backups) == 1 and backups[0].read_text() == solved
+    assert "saved as" in capsys.readouterr().out
+
+
+def test_shipped_stubs_are_what_reset_writes():
+    """On a fresh clone the exercise files are the untouched stubs (skipped once a learner has edited them)."""
+    edited = [f for f in check.LESSONS.values() if (EXERCISES / f).read_text()
+              != check.make_stub((EXERCISES / "solutions" / f).read_text())]
+    if edited:
+        pytest.skip(f"exercise files edited by a learner: {edited}")
+
+
+def test_challenge_trains_and_writes_results(tiny_mnist, tmp_path, capsys):
+    (tmp_path / "challenges.py").write_text(
+        "from torch import nn\n"
+        "def mlp_challenge():\n"
+        "    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))\n"
+        "    return model, {'epochs': 2, 'batch_size': 64, 'lr': 0.003, 'scheduler': 'onecycle'}\n")
+    code = check.main(["--challenge", "mlp", "--dir", str(tmp_path), "--data-dir", str(tiny_mnist),
+                       "--out-dir", str(tmp_path), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "Seed 0: best validation accuracy" in out
+    data = json.loads((tmp_path / "challenge_mlp.json").read_text())
+    assert data["challenge"] == "mlp" and data["settings"]["epochs"] == 2 and data["parameters"] == 12_730
+    assert data["passed"] == (code == 0) == ("PASSED" in out) == (data["test_accuracy"] > 0.98)
+    assert data["train_seconds"] > 0 and len(data["runs"][0]["history"]["val_accuracy"]) == 2
+
+
+def test_challenge_without_mnist_says_where_to_put_it(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # offline: fail at once
+    with pytest.raises(SystemExit) as caught:
+        check.main(["--challenge", "cnn", "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path)])
+    message = str(caught.value)
+    assert "MNIST" in message and str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+
+
+def test_challenge_rejects_convolutions_in_the_mlp_and_too_many_epochs(tmp_path, tiny_mnist):
+    (tmp_path / "challenges.py").write_text(
+        "from torch import nn\n"
+        "def mlp_challenge():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)), {'epochs': 1, "
+        "'batch_size': 64, 'lr': 0.001}\n"
+        "def cnn_challenge():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), {'epochs': 2, 'batch_size': 64, 'lr': 0.001}\n")
+    for name, fragment in (("mlp", "fully connected"), ("cnn", "allows 1 to 1 epoch")):
+        with pytest.raises(SystemExit) as caught:
+            check.main(["--challenge", name, "--dir", str(tmp_path), "--data-dir", str(tiny_mnist)])
+        assert fragment in str(caught.value)
+
+
+def test_challenge_reports_a_broken_file_with_its_line(tmp_path, tiny_mnist):
+    (tmp_path / "challenges.py").write_text("def mlp_challenge():\n    return 1 / 0\n")
+    with pytest.raises(SystemExit) as caught:
+        check.main(["--challenge", "mlp", "--dir", str(tmp_path), "--data-dir", str(tiny_mnist)])
+    assert "ZeroDivisionError" in str(caught.value) and "line 2" in str(caught.value)
