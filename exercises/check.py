@@ -34,7 +34,6 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 import traceback
 from pathlib import Path
 
@@ -448,7 +447,8 @@ def report_exercise(exercise: dict, result: dict, path: Path, solutions_path: Pa
     else:
         print(wrap(f"Stuck? python exercises/check.py {exercise['lesson']} --hint"))
     if not args.solutions:
-        print(wrap(f"Edit {display(path)}, save, and run python exercises/check.py {exercise['lesson']} again. "
+        again = f"python exercises/check.py {exercise['lesson']}" + (f" --dir {args.dir}" if args.dir else "")
+        print(wrap(f"Edit {display(path)}, save, and run {again} again. "
                    f"The reference solution is in {display(solutions_path)}: try first without looking."))
     print("-" * WIDTH)
 
@@ -482,7 +482,6 @@ def exercise_folder(args) -> Path:
 
 def check_exercises(args) -> int:
     folder = exercise_folder(args)
-    start = time.perf_counter()
     # The exercises, in course order, from the solution files (the checks in checks.py have the same names).
     everything = [{"lesson": lesson, "name": name} for lesson, filename in LESSONS.items()
                   for name in functions(SOLUTIONS / filename)]
@@ -550,7 +549,7 @@ def check_exercises(args) -> int:
     elif done == total:
         print(wrap("All selected exercises pass." + ("" if args.select else " Next, try a challenge on the real "
                                                      "MNIST: python exercises/check.py --challenge mlp")))
-    print(f"Progress: {bar(done, total)} {done}/{total} exercises done ({time.perf_counter() - start:.1f} s)")
+    print(f"Progress: {done}/{total} exercises done {bar(done, total)}")
     return 0 if done == total else 1
 
 
@@ -765,6 +764,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nStopped (Ctrl-C). Your files are unchanged.")
         return 130
+    except BrokenPipeError:  # e.g. `| head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return 1
 
 
 if __name__ == "__main__":

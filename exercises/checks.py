@@ -63,10 +63,15 @@ def exercise(lesson: str, hint: str):
 # Helpers: how results are described to the learner
 # ---------------------------------------------------------------------------
 def numbers(t, limit: int = 6) -> str:
-    """[0.6590, 0.2424, ...]: at most `limit` values of a tensor, 4 decimals."""
-    flat = t.detach().flatten().tolist()
-    shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in flat[:limit])
-    return "[" + shown + (", ..." if len(flat) > limit else "") + "]"
+    """[0.659, 0.2424, ...]: at most `limit` values of a tensor; a small matrix keeps its rows."""
+    def text(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    t = t.detach()
+    if t.dim() == 2 and t.numel() <= 12:
+        return "[" + ", ".join("[" + ", ".join(text(v) for v in row) + "]" for row in t.tolist()) + "]"
+    flat = t.flatten().tolist()
+    return "[" + ", ".join(text(v) for v in flat[:limit]) + (", ..." if len(flat) > limit else "") + "]"
 
 
 def describe(value) -> str:

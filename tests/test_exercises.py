@@ -342,7 +342,7 @@ def test_solutions_pass_with_exit_0():
     result = run_checker("--solutions")
     assert result.returncode == 0, result.stdout + result.stderr
     total = len(checks.EXERCISES)
-    assert f"] {total}/{total} exercises done" in result.stdout
+    assert f"Progress: {total}/{total} exercises done" in result.stdout
     assert "All selected exercises pass" in result.stdout
 
 
@@ -375,7 +375,7 @@ def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     total = len(checks.EXERCISES)
-    assert f"] 5/{total} exercises done" in out  # 01's five pass; nothing else does
+    assert f"Progress: 5/{total} exercises done" in out  # 01's five pass; nothing else does
     assert "01  ex01_tensors.py        [##########] 5/5 done" in out
     # The syntax error is the first problem: shown in full, with its line.
     ex02 = (scratch / "ex02_data.py").read_text().splitlines()
@@ -406,7 +406,7 @@ def test_fresh_stubs_show_the_first_task_and_one_lesson(scratch):
     assert "Next: count_linear_parameters" in result.stdout
     assert "The number of parameters of a stack of Linear layers" in result.stdout  # the task
     assert "Not started yet" in result.stdout and "Hint: Linear(a, b) holds" in result.stdout
-    assert f"] 0/{sum(e.lesson == '03' for e in checks.EXERCISES)} exercises done" in result.stdout
+    assert f"Progress: 0/{sum(e.lesson == '03' for e in checks.EXERCISES)} exercises done" in result.stdout
     assert "ex01" not in result.stdout
 
 
