@@ -212,6 +212,7 @@ def worker_main(hang_file: str) -> None:
 
     hang = open(hang_file, "w")
     modules = {}
+    requests, sys.stdin = sys.stdin, io.StringIO("")  # the learner's input() must not eat the parent's requests
 
     def answer(payload: dict) -> None:
         protocol.write(PROTOCOL + json.dumps(payload) + "\n")
@@ -220,7 +221,7 @@ def worker_main(hang_file: str) -> None:
     answer({"ready": True, "exercises": [{"lesson": e.lesson, "name": e.name, "hint": e.hint}
                                          for e in checks.EXERCISES]})
     by_name = {(e.lesson, e.name): e for e in checks.EXERCISES}
-    for line in sys.stdin:
+    for line in requests:
         request = json.loads(line)
         path = os.path.abspath(request["path"])
         printed = io.StringIO()
@@ -236,7 +237,8 @@ def worker_main(hang_file: str) -> None:
                 reply = {"status": "pass"} if request["op"] == "check" else {"status": "ok"}
         finally:
             faulthandler.cancel_dump_traceback_later()
-        torch.set_grad_enabled(True)  # in case the learner's code switched it off
+        torch.set_grad_enabled(True)  # in case the learner's code switched these off or changed them
+        torch.set_default_dtype(torch.float32)
         reply["printed"] = printed.getvalue()[-1500:]
         answer(reply)
 
@@ -255,6 +257,7 @@ def load_module(path: str, modules: dict) -> dict:
         return {"status": "broken", "message": f"{type(error).__name__}: {error}", "line": None, "code": ""}
     module = types.ModuleType("learner_" + Path(path).stem)
     module.__file__ = path
+    sys.modules[module.__name__] = module  # so that pickle (torch.save) finds the classes the learner defines
     try:
         exec(code, module.__dict__)
     except ExerciseTimeout as error:
@@ -678,6 +681,7 @@ def run_challenge(args) -> int:
                f"{display(path)}. Device: {device} ({why})."))
     model, settings = challenge_model(fn, path, spec, args.challenge)  # fail on bad settings before loading data
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=settings["batch_size"], seed=0, device=device)
+    out_dir = Path(args.out_dir) if args.out_dir else dl_utils.DEFAULT_OUT_DIR
     runs, load_before = [], os.getloadavg() if hasattr(os, "getloadavg") else None
     for seed in seeds:
         dl_utils.set_seed(seed)  # the same seed -> the same initial weights and batch order
@@ -711,6 +715,7 @@ def run_challenge(args) -> int:
                                      history=history, test_metrics=test, parameters=parameters, device=device)
         run["passed"] = test["accuracy"] > spec["target"] if spec["strict"] else test["accuracy"] >= spec["target"]
         runs.append(run)
+        dl_utils.log_experiment(out_dir, run)  # one more row in your lab notebook, outputs/experiments.csv
         print(f"Seed {seed}: best validation accuracy {100 * run['best_val_accuracy']:.2f}%, test accuracy "
               f"{100 * test['accuracy']:.2f}% after {run['train_seconds']:.1f} s of training: "
               + ("PASS" if run["passed"] else f"not yet ({target} needed)"))
@@ -732,7 +737,6 @@ def run_challenge(args) -> int:
         # Other programs slow training down: the CPU load (1, 5, 15 min) before and after the runs.
         "load_before": load_before, "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
-    out_dir = Path(args.out_dir) if args.out_dir else dl_utils.DEFAULT_OUT_DIR
     saved = dl_utils.save_results(out_dir, f"challenge_{args.challenge}", results)
     print()
     summary = (f"test accuracy {100 * mean:.2f}%" + (f" (mean of {len(runs)} seeds, +- {100 * spread:.2f}, lowest "

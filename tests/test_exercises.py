@@ -451,6 +451,7 @@ def test_challenge_trains_and_writes_results(tiny_mnist, tmp_path, capsys):
     assert data["challenge"] == "mlp" and data["settings"]["epochs"] == 2 and data["parameters"] == 12_730
     assert data["passed"] == (code == 0) == ("PASSED" in out) == (data["test_accuracy"] > 0.98)
     assert data["train_seconds"] > 0 and len(data["runs"][0]["history"]["val_accuracy"]) == 2
+    assert "challenge_mlp" in (tmp_path / "experiments.csv").read_text()  # the lab notebook got its row
 
 
 def test_challenge_without_mnist_says_where_to_put_it(tmp_path, monkeypatch):
