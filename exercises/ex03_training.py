@@ -120,3 +120,7 @@ def backprop_by_hand(x, labels, W1, b1, W2, b2):
     function with autograd switched off and compares with autograd's answer).
     """
     raise NotImplementedError  # replace this line with your code
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 03")

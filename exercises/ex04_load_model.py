@@ -77,3 +77,7 @@ def least_confident(probabilities, k):
     confidence, in increasing order of confidence.
     """
     raise NotImplementedError  # replace this line with your code
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 04")

@@ -87,3 +87,7 @@ def softmax(logits, temperature=1.0):
     z = z - z.max(dim=-1, keepdim=True).values  # keepdim: (..., 1) broadcasts over each row
     exps = torch.exp(z)
     return exps / exps.sum(dim=-1, keepdim=True)
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 01")

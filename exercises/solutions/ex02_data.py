@@ -88,3 +88,7 @@ def shuffled_batches(images, labels, batch_size, generator=None):
     order = torch.randperm(len(labels), generator=generator)  # ONE order for images and labels
     return [(images[order[start:start + batch_size]], labels[order[start:start + batch_size]])
             for start in range(0, len(labels), batch_size)]  # the last slice is simply shorter
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 02")

@@ -169,3 +169,7 @@ def backprop_by_hand(x, labels, W1, b1, W2, b2):
     d_W1 = d_pre.T @ x  # (H, B) @ (B, D) -> (H, D)
     d_b1 = d_pre.sum(dim=0)
     return {"W1": d_W1, "b1": d_b1, "W2": d_W2, "b2": d_b2}
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 03")

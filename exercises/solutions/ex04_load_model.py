@@ -90,3 +90,7 @@ def least_confident(probabilities, k):
     """
     confidence = probabilities.max(dim=1).values  # (N,): how sure, per example
     return confidence.argsort()[:k]  # ascending: the least sure first
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 04")

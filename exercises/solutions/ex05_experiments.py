@@ -79,3 +79,7 @@ def compare_with_noise(a, b):
     if gap < -2 * noise:
         return "b"
     return "noise"
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 05")

@@ -88,3 +88,7 @@ def fgsm(model, images, labels, epsilon, mean, std):
     (gradient,) = torch.autograd.grad(loss, x)  # d loss / d pixel: the weights get no gradient
     adversarial = x.detach() + (epsilon / std) * gradient.sign()  # uphill: the loss grows
     return adversarial.clamp((0.0 - mean) / std, (1.0 - mean) / std)
+
+
+if __name__ == "__main__":
+    print("Check these exercises with: python exercises/check.py 06")
