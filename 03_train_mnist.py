@@ -15,7 +15,7 @@ Run it
     python 03_train_mnist.py                         # the full lesson, 10 epochs
     python 03_train_mnist.py --quick                 # 1 epoch on 5,000 images: seconds
     python 03_train_mnist.py --hidden 32 --lr 0.01   # change it and rerun
-    python 03_train_mnist.py --data-dir ../shared/data   # MNIST kept elsewhere (offline)
+    python 03_train_mnist.py --data-dir DATA_DIR      # MNIST kept in DATA_DIR/MNIST/raw/ (offline)
     python 03_train_mnist.py --help                  # every flag and its default
 
 Writes (in outputs/, or --out-dir)
