@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-# 03_train_mnist.py section 3 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 4 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
 def count_linear_parameters(sizes):
     """The number of parameters of a stack of Linear layers, by formula.
 
@@ -41,7 +41,7 @@ def build_simple_nn(hidden):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py section 4 (the correct count) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (the correct count) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
 def accuracy(logits, labels):
     """The fraction of examples whose highest logit is the true class.
 
@@ -51,7 +51,7 @@ def accuracy(logits, labels):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py section 3 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 4 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
 def cross_entropy(logits, labels):
     """Cross-entropy by hand: what nn.CrossEntropyLoss computes.
 
@@ -64,7 +64,7 @@ def cross_entropy(logits, labels):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py section 4 (the five-step loop) · "Forward & Backward Pass" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (the five-step loop) · "Forward & Backward Pass" in ML_CONCEPTS_EXPLAINED.md
 def train_one_epoch(model, loader, loss_fn, optimizer):
     """One epoch of training: the five steps, once per batch.
 
@@ -81,7 +81,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py section 5 (the test set) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 6 (the test set) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
 def evaluate(model, loader):
     """The accuracy of model on every example of loader, measured properly.
 

@@ -18,7 +18,7 @@ from torch import nn
 # Reference solutions: the same exercises, solved. Try yours first.
 
 
-# 03_train_mnist.py section 3 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 4 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
 def count_linear_parameters(sizes):
     """The number of parameters of a stack of Linear layers, by formula.
 
@@ -49,7 +49,7 @@ def build_simple_nn(hidden):
     )
 
 
-# 03_train_mnist.py section 4 (the correct count) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (the correct count) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
 def accuracy(logits, labels):
     """The fraction of examples whose highest logit is the true class.
 
@@ -60,7 +60,7 @@ def accuracy(logits, labels):
     return (predictions == labels).float().mean().item()
 
 
-# 03_train_mnist.py section 3 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 4 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
 def cross_entropy(logits, labels):
     """Cross-entropy by hand: what nn.CrossEntropyLoss computes.
 
@@ -76,7 +76,7 @@ def cross_entropy(logits, labels):
     return -log_probs[torch.arange(len(labels)), labels].mean()  # pick each row's true class
 
 
-# 03_train_mnist.py section 4 (the five-step loop) · "Forward & Backward Pass" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (the five-step loop) · "Forward & Backward Pass" in ML_CONCEPTS_EXPLAINED.md
 def train_one_epoch(model, loader, loss_fn, optimizer):
     """One epoch of training: the five steps, once per batch.
 
@@ -103,7 +103,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer):
     return total_loss / seen
 
 
-# 03_train_mnist.py section 5 (the test set) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 6 (the test set) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
 def evaluate(model, loader):
     """The accuracy of model on every example of loader, measured properly.
 
