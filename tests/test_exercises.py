@@ -471,8 +471,8 @@ def test_challenge_rejects_convolutions_in_the_mlp_and_too_many_epochs(tmp_path,
         "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)), {'epochs': 1, "
         "'batch_size': 64, 'lr': 0.001}\n"
         "def cnn_challenge():\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), {'epochs': 2, 'batch_size': 64, 'lr': 0.001}\n")
-    for name, fragment in (("mlp", "fully connected"), ("cnn", "allows 1 to 1 epoch")):
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), {'epochs': 3, 'batch_size': 64, 'lr': 0.001}\n")
+    for name, fragment in (("mlp", "fully connected"), ("cnn", "allows 1 to 2 epochs; your settings ask for 3")):
         with pytest.raises(SystemExit) as caught:
             check.main(["--challenge", name, "--dir", str(tmp_path), "--data-dir", str(tiny_mnist)])
         assert fragment in str(caught.value)

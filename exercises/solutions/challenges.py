@@ -23,7 +23,7 @@ def mlp_challenge():
 
 
 def cnn_challenge():
-    """06's CNN with batch normalisation after each conv layer, and 06's OneCycle schedule, in one epoch."""
+    """06's CNN with batch normalisation after each conv layer, and 06's OneCycle schedule, in 2 epochs."""
     model = nn.Sequential(
         # Batch norm keeps each layer's outputs at mean 0, std 1 while the weights move fast, so the high
         # middle of OneCycle does not throw training off ("Normalization" in ML_CONCEPTS_EXPLAINED.md).
@@ -33,6 +33,7 @@ def cnn_challenge():
         nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25),
         nn.Linear(128, 10),
     )
-    settings = {"epochs": 1, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "momentum": 0.0,
+    # One epoch of the same stayed below 99% validation accuracy on each of 3 seeds: a second one it is.
+    settings = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "momentum": 0.0,
                 "scheduler": "onecycle", "weight_decay": 0.0}
     return model, settings
