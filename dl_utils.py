@@ -10,7 +10,7 @@ What lives here, in the order a script uses it:
     device       get_device, set_seed
     data         load_mnist_data (fast, in memory), standard_mnist_loaders (the usual way)
     training     train_epoch, evaluate_model, train_model, collect_predictions
-    models       count_parameters, to_channels_last (a CNN speed-up on the CPU)
+    models       count_parameters
     saving       save_checkpoint, load_checkpoint, save_results, log_experiment
     comparing    read_experiments, filter_runs, best_runs, accuracy_by_value, format_runs_table,
                  plot_runs_against
@@ -1014,69 +1014,6 @@ def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title
 
 
 # ---------------------------------------------------------------------------
-# Robustness: data augmentation and adversarial examples
-# ---------------------------------------------------------------------------
-class AugmentedLoader:
-    """Wraps a training loader; every batch gets small random rotations and shifts.
-
-    Data augmentation shows the network a slightly different version of each
-    digit every epoch, so it learns "a 7 tilted a bit is still a 7" instead of
-    memorising exact pixels (see "Regularization" in ML_CONCEPTS_EXPLAINED.md).
-    The whole batch is transformed at once with `affine_grid` + `grid_sample`
-    (one random rotation + shift per image, computed as tensor maths), so it
-    costs far less than per-image PIL transforms. `padding_mode="border"`
-    fills the pixels rotated in from outside with the edge value, which in
-    MNIST is background. Use it for training only: validation and test
-    images must stay untouched.
-    """
-
-    def __init__(self, loader, *, max_degrees: float = 10.0, max_shift: float = 2.0, seed: int = 0):
-        self.loader, self.max_degrees, self.max_shift = loader, max_degrees, max_shift
-        self.dataset = loader.dataset
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for images, labels in self.loader:
-            yield self.augment(images), labels
-
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        n, _, height, width = images.shape
-        angle = (torch.rand(n, generator=self.generator) * 2 - 1) * math.radians(self.max_degrees)
-        # affine_grid measures shifts in units of half the image: 2 px of 28 -> 2 / 14.
-        shift = (torch.rand(n, 2, generator=self.generator) * 2 - 1) * self.max_shift * 2 / width
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                             torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(images)  # (n, 2, 3)
-        grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
-        return nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
-
-
-def fgsm_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon: float,
-                mean: float, std: float) -> torch.Tensor:
-    """Adversarial examples by the Fast Gradient Sign Method (Goodfellow et al., 2014).
-
-    Training asks "how should the WEIGHTS change to lower the loss?"; FGSM
-    asks backward() the opposite question about the INPUT: which way should
-    each pixel move to RAISE the loss? It then moves every pixel by
-    `epsilon` (in 0..1 pixel units) in that direction:
-        x_adv = x + epsilon * sign(d loss / d x)
-    A change too faint for a person to care about can flip the prediction.
-    `images` are normalised, so epsilon is divided by `std` to stay in pixel
-    units, and the result is clamped to the valid pixel range [0, 1].
-    """
-    model.eval()
-    images = images.clone().requires_grad_(True)
-    loss = nn.functional.cross_entropy(model(images), labels)
-    (gradient,) = torch.autograd.grad(loss, images)
-    adversarial = images.detach() + (epsilon / std) * gradient.sign()
-    low, high = (0.0 - mean) / std, (1.0 - mean) / std
-    return adversarial.clamp(low, high)
-
-
-# ---------------------------------------------------------------------------
 # Looking inside a classifier: which digits it confuses, which it gets wrong
 # ---------------------------------------------------------------------------
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
@@ -1125,25 +1062,6 @@ def misclassified_indices(probabilities: torch.Tensor, labels: torch.Tensor, k: 
     wrong = (predictions != labels).nonzero().flatten()
     order = confidence[wrong].argsort(descending=True, stable=True)
     return wrong[order][:k]
-
-
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Store a CNN's weights in the "channels last" memory layout; returns the model.
-
-    Why: a convolution combines all the channels of one pixel at once. By
-    default PyTorch stores an image batch as (N, C, H, W): channel after
-    channel, so the 32 values of one pixel lie far apart in memory.
-    `channels_last` keeps the same shape and indexing (x[n, c, h, w] still
-    works) but stores the numbers as (N, H, W, C), the channels of a pixel
-    side by side, which the CPU's convolution code (oneDNN) reads much
-    faster. The maths, and so the accuracy, is unchanged. Measured on the
-    course's 2-core CPU (benchmarks/bench_training.py, 3 runs), a training
-    step of 06's CNN at batch 64 took 23-27 ms with the default layout and
-    17-20 ms with channels_last; an epoch 24.1 s against 16.1 s (medians). Only the 4-D conv weights change; the input needs
-    no conversion because an MNIST image has 1 channel, where both layouts
-    are the same bytes, and every later activation follows the weights.
-    """
-    return model.to(memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------------------
