@@ -66,6 +66,14 @@ RUNS = [
     ("03_underfit", "03_train_mnist.py", ["--hidden", "2"], ["training_history.png"], VARIANTS),
     ("03_lr_too_high", "03_train_mnist.py", ["--lr", "0.05"], ["training_history.png"], VARIANTS),
     ("06_augment", "06_cnn_mnist.py", ["--augment"], []),
+    # 06's causal claims, each isolated (LEARNING_GUIDE.md, 06): the spread over seeds of the defaults; OneCycle
+    # against a constant learning rate for the same 3 epochs (03's lr, and the schedule's peak); and the pixels
+    # shuffled by one fixed permutation ("why convolutions"), 1 epoch each way.
+    ("06_seeds", "06_cnn_mnist.py", [], [], {"seeds": [0, 1, 2]}),
+    ("06_constant_lr", "06_cnn_mnist.py", ["--schedule", "constant", "--lr", "0.001"], []),
+    ("06_constant_peak_lr", "06_cnn_mnist.py", ["--schedule", "constant"], []),
+    ("06_epochs_1", "06_cnn_mnist.py", ["--epochs", "1"], []),
+    ("06_pixels_shuffled", "06_cnn_mnist.py", ["--epochs", "1", "--pixels", "shuffled"], ["cnn_feature_maps.png"]),
     # The experiment log of all the 03 variants above, read back.
     ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
      {**VARIANTS, "results": "compare_runs"}),

@@ -319,3 +319,4 @@ def test_06_checks_your_picture_before_training(tiny_mnist, tmp_path):
         cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--image",
                   str(tmp_path / "notes.png")])
     assert not (tmp_path / "cnn_model.pth").exists()  # it stopped before training
+
