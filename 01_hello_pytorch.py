@@ -45,9 +45,6 @@ LEAKY_SLOPE = 0.1  # leaky ReLU's slope for x < 0 (PyTorch's default is 0.01; 0.
 LOGITS = [2.0, 1.0, 0.1]  # three raw scores ("logits") for the softmax example
 TEMPERATURES = [0.5, 1.0, 2.0, 5.0]  # softmax(logits / T): T < 1 sharper, T > 1 flatter
 MATMUL_SIZE = 1024  # the timed matrix multiply in section 9 is MATMUL_SIZE x MATMUL_SIZE
-# The JSON records every flag you gave, read from the parsed arguments (a new flag
-# is recorded with no other edit), except where files go and whether windows open.
-NOT_SETTINGS = ("data_dir", "out_dir", "show")
 
 # The activation functions we plot: name -> (function, formula, what it is known for).
 ACTIVATIONS = {
@@ -355,7 +352,7 @@ def main(argv=None) -> dict:
     results = {
         "script": "01_hello_pytorch",
         "torch_version": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS},  # every flag, by itself
+        "settings": dl_utils.settings_from_args(args),  # every flag, read from the parser: none can be missed
         "shapes": {"a": list(a.shape), "b": list(b.shape)},
         "dtypes": {"a": str(a.dtype), "b": str(b.dtype)},
         "matmul": product.tolist(),
@@ -375,4 +372,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

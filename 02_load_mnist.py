@@ -44,9 +44,6 @@ BATCH_SIZE = 64  # the batch we inspect in section 6 (03 trains with the same si
 DIGIT_INDEX = 0  # which training image section 3 prints as numbers (#0 is a 5)
 SAMPLE_ROWS, SAMPLE_COLUMNS = 4, 8  # mnist_samples.png shows the first 4 x 8 = 32 training images
 DIGITS = range(10)
-# The JSON records every flag you gave, read from the parsed arguments (a new flag
-# is recorded with no other edit), except where files go and whether windows open.
-NOT_SETTINGS = ("data_dir", "out_dir", "show")
 
 
 def section(title: str) -> None:
@@ -349,7 +346,7 @@ def main(argv=None) -> dict:
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "device": dl_utils.device_name(device),
         "torch_version": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS},  # every flag, by itself
+        "settings": dl_utils.settings_from_args(args),  # every flag, read from the parser: none can be missed
         "data_dir": str(root),
         "downloaded": not present,
         "raw": raw,
@@ -371,4 +368,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

@@ -18,6 +18,7 @@ Run it
     python 06_cnn_mnist.py                           # the full lesson: 3 epochs, about 99.3%
     python 06_cnn_mnist.py --quick                   # 1 epoch on 5,000 images: seconds
     python 06_cnn_mnist.py --schedule constant --lr 0.001   # no schedule, as in 03: compare
+    python 06_cnn_mnist.py --epochs 1 --pixels shuffled      # one fixed shuffle of the 784 pixels: compare
     python 06_cnn_mnist.py --no-channels-last        # the same maths, slower on a CPU: compare
     python 06_cnn_mnist.py --augment                 # train on randomly rotated/shifted digits
     python 06_cnn_mnist.py --image my_digit.png      # then read your own handwriting
@@ -69,10 +70,6 @@ N_MISTAKES = 24  # misclassified.png shows this many test mistakes
 FEATURE_DIGIT = 0  # which test image cnn_feature_maps.png follows through the network
 SEED = 0
 MODEL_FILE = "cnn_model.pth"
-# The checkpoint, the JSON and experiments.csv record every flag, read from the
-# parsed arguments (a new flag is recorded with no other edit), except where files
-# go, whether windows open, and --device (the device actually used is recorded).
-NOT_SETTINGS = ("data_dir", "out_dir", "show", "image", "quick", "device")
 OPTIMIZER = "adam"  # not a flag: recorded beside the flags so experiments.csv can tell 06 from 03's SGD runs
 
 
@@ -168,23 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", type=Path, default=None,
                         help="after training, classify this PNG/JPEG of a handwritten digit")
     return parser
-
-
-def changed_flags(settings: dict, parser: argparse.ArgumentParser) -> str:
-    """The settings that differ from the defaults, written as flags ("--epochs 1 --augment"); "" for none.
-
-    The figures' titles carry it, so a picture says which run made it.
-    """
-    defaults, flags = vars(parser.parse_args([])), []
-    for key, value in settings.items():
-        if key not in defaults or value == defaults[key]:
-            continue  # not a flag (e.g. OPTIMIZER), or left at its default
-        name = key.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(f"--{name}" if value else f"--no-{name}")
-        else:
-            flags.append(f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}")
-    return " ".join(flags)
 
 
 # ---------------------------------------------------------------------------
@@ -294,7 +274,7 @@ def plot_filters(model: CNN, path, *, show: bool):
 
 
 def plot_feature_maps(model: CNN, image: torch.Tensor, label: int, path, *, mean: float, std: float, show: bool,
-                      note: str = ""):
+                      note: str = "defaults"):
     """cnn_feature_maps.png: one digit, its 32 conv1 maps and its 64 conv2 maps, each numbered."""
     import matplotlib.pyplot as plt
 
@@ -326,7 +306,7 @@ def plot_feature_maps(model: CNN, image: torch.Tensor, label: int, path, *, mean
             ax.set_title(str(channel), fontsize=7, pad=1)
             ax.axis("off")
     fig.suptitle("One test digit on its way through the CNN (each small map is scaled to its own maximum)"
-                 + (f"\nrun: {note}" if note else ""), fontsize=12)
+                 f"\nsettings: {note}", fontsize=12)
     return dl_utils.finish_figure(fig, path, show=show)
 
 
@@ -356,7 +336,7 @@ def load_mlp_results(out_dir) -> dict | None:
 
 
 def plot_mlp_vs_cnn(mlp: dict | None, mlp_layers: dict, cnn: dict, cnn_layers: dict, path, *, show: bool,
-                    note: str = ""):
+                    note: str = "defaults"):
     """mlp_vs_cnn.png: parameters per layer; validation error after every epoch with the final test error; time.
 
     The two runs need not have the same number of epochs (03 trains 10, 06 3),
@@ -416,7 +396,7 @@ def plot_mlp_vs_cnn(mlp: dict | None, mlp_layers: dict, cnn: dict, cnn_layers: d
     mlp_text = (f"MLP: 03's last run, {mlp['epochs']} epochs" + (f" on {mlp['subset']:,} images" if mlp.get("subset")
                 else "") + f" (from {mlp['source']})") if mlp else "MLP: run 03_train_mnist.py to measure it"
     fig.suptitle(f"03's MLP next to this CNN.   {mlp_text}.   CNN: this run, {cnn['epochs']} "
-                 f"epoch{'s' if cnn['epochs'] > 1 else ''}" + (f" ({note})" if note else ""), fontsize=10.5)
+                 f"epoch{'s' if cnn['epochs'] > 1 else ''} ({note})", fontsize=10.5)
     for ax in (ax_params, ax_error, ax_time):
         ax.grid(alpha=0.3, axis="x" if ax is ax_params else "y")
     return dl_utils.finish_figure(fig, path, show=show)
@@ -449,8 +429,12 @@ def plot_adversarial(image, adversarial, probs, adversarial_probs, label: int, e
 # ---------------------------------------------------------------------------
 def load_data(args, device: torch.device) -> dl_utils.MNISTData:
     """Section 2: MNIST in memory, as in 03; a bad --image is reported now, before a minute of training."""
+    if args.image is not None and args.pixels == "shuffled":
+        raise dl_utils.CourseError(
+            "--image with --pixels shuffled: a CNN trained on shuffled pixels only knows shuffled digits, and "
+            "your picture is not shuffled, so its answer would mean nothing. Drop one of the two flags.")
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device)
+                                    seed=args.seed, device=device, pixels=args.pixels)
     print(f"Data: {len(data.train_loader.dataset):,} training, {len(data.val_loader.dataset):,} validation, "
           f"{len(data.test_loader.dataset):,} test images; {len(data.train_loader)} batches of up to "
           f"{args.batch_size} per epoch")
@@ -565,7 +549,7 @@ def where_it_goes_wrong(model: CNN, data, device, out_dir: Path, *, show: bool, 
           "these are the ones measured here.)")
     if n_wrong < 200:
         print(f"With only {n_wrong} mistakes these counts are small: another --seed may rank the pairs differently.")
-    run = f" ({note})" if note else ""
+    run = f" ({note})"
     dl_utils.plot_confusion_matrix(
         matrix, out_dir / "confusion_matrix.png", show=show,
         title=f"CNN{run} on the {len(labels):,} test digits: {n_wrong} mistakes\n"
@@ -666,8 +650,12 @@ def main(argv=None) -> dict:
     parser = build_parser()
     args = dl_utils.parse_args(parser, argv)
     process_start = time.perf_counter()
-    settings = {**{k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}, "optimizer": OPTIMIZER}
-    note = changed_flags(settings, parser)  # e.g. "--epochs 1 --augment": the figures' titles carry it
+    # Every setting of this run, read from the flags (nanoGPT's habit): it goes into the
+    # checkpoint, the JSON and experiments.csv, so a flag you add to build_parser() is
+    # recorded with no other edit. --image is a path, not a setting.
+    settings = {k: v for k, v in dl_utils.settings_from_args(args).items() if k != "image"}
+    settings["optimizer"] = OPTIMIZER
+    note = dl_utils.changed_settings(parser, args)  # e.g. "epochs 1, augment": the figures' titles carry it
 
     dl_utils.set_seed(args.seed)
     device, why = dl_utils.get_device(args.device)
@@ -682,8 +670,7 @@ def main(argv=None) -> dict:
                              model_config={"dropout": args.dropout}, hyperparameters=settings,
                              metrics=metrics, normalization=data.normalization)
     dl_utils.plot_training_history(history, args.out_dir / "cnn_training_history.png", show=args.show,
-                                   title=f"CNN on MNIST{f' ({note})' if note else ''}: "
-                                         f"test accuracy {100 * test['accuracy']:.2f}%")
+                                   title=f"CNN on MNIST ({note}): test accuracy {100 * test['accuracy']:.2f}%")
 
     what_it_learned(model, data, args.out_dir, show=args.show, note=note)                         # 5
     predictions = where_it_goes_wrong(model, data, device, args.out_dir, show=args.show, note=note)  # 6
@@ -719,4 +706,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

@@ -158,9 +158,11 @@ def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path, monkeyp
     saved = json.loads((tmp_path / "06_cnn_mnist.json").read_text())
     row = next(csv.DictReader((tmp_path / "experiments.csv").open()))
     assert saved["hyperparameters"]["new_setting"] == 8 and row["new_setting"] == "8"
-    for key in ("epochs", "batch_size", "lr", "schedule", "dropout", "channels_last", "augment", "epsilon", "seed"):
+    for key in ("epochs", "batch_size", "lr", "schedule", "dropout", "channels_last", "augment", "epsilon", "seed",
+                "pixels"):
         assert key in saved["hyperparameters"] and key in row, key
     assert not {"data_dir", "out_dir", "image", "show"} & set(saved["hyperparameters"])  # paths are not settings
+    assert saved["hyperparameters"]["pixels"] == "natural" and saved["hyperparameters"]["optimizer"] == "adam"
     # 03 ran 10 epochs, this run 1: the comparison says so, at the same epoch.
     assert "At the same epoch, 1: validation accuracy MLP 95.00%" in printed
     assert printed.rstrip().endswith("python exercises/check.py (the exercises)")
@@ -207,12 +209,19 @@ def test_06_flags_and_the_figure_without_03(tmp_path):
     assert_png(path)
 
 
-def test_06_titles_name_the_flags_that_differ_from_the_defaults():
+def test_06_pixels_shuffled_reaches_the_data(tiny_mnist, tmp_path):
+    """--pixels shuffled: 06 trains and tests on the same fixed shuffle that dl_utils makes (03 uses it too)."""
     parser = cnn.build_parser()
-    settings = {k: v for k, v in vars(parser.parse_args([])).items() if k not in cnn.NOT_SETTINGS}
-    assert cnn.changed_flags({**settings, "optimizer": "adam"}, parser) == ""
-    changed = {**settings, "epochs": 1, "lr": 0.001, "schedule": "constant", "channels_last": False, "augment": True}
-    assert cnn.changed_flags(changed, parser) == "--epochs 1 --lr 0.001 --schedule constant --no-channels-last --augment"
+    shuffled = cnn.load_data(parser.parse_args(["--data-dir", str(tiny_mnist), "--pixels", "shuffled"]), "cpu")
+    natural = cnn.load_data(parser.parse_args(["--data-dir", str(tiny_mnist)]), "cpu")
+    expected = dl_utils.load_mnist_data(tiny_mnist, pixels="shuffled")
+    for split in ("train_loader", "val_loader", "test_loader"):
+        assert torch.equal(getattr(shuffled, split).images, getattr(expected, split).images)
+        assert not torch.equal(getattr(shuffled, split).images, getattr(natural, split).images)
+    assert parser.parse_args([]).pixels == "natural"
+    with pytest.raises(dl_utils.CourseError, match="shuffled"):  # a real picture means nothing to it
+        cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--pixels", "shuffled",
+                  "--image", str(tmp_path / "digit.png")])
 
 
 @pytest.mark.parametrize("flags", [["--schedule", "cosine"], ["--epsilon", "1.5"], ["--dropout", "-0.1"]])
