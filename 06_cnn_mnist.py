@@ -273,6 +273,23 @@ def plot_filters(model: CNN, path, *, show: bool):
     return dl_utils.finish_figure(fig, path, show=show)
 
 
+def tile_maps(maps: torch.Tensor, columns: int) -> "np.ndarray":
+    """(C, H, W) feature maps -> one (rows * (H + gap), columns * (W + gap)) picture, each map scaled to its max.
+
+    One picture with C tiles draws far faster than C small plots. The gaps are
+    NaN, drawn white; a label row above each tile leaves room for its number.
+    """
+    import numpy as np
+
+    channels, height, width = maps.shape
+    rows, gap = -(-channels // columns), max(2, height // 4)  # ceil(C / columns) rows
+    picture = np.full((rows * (height + gap), columns * (width + gap)), np.nan)
+    for channel, image in enumerate(maps.numpy()):
+        top, left = (channel // columns) * (height + gap) + gap, (channel % columns) * (width + gap)
+        picture[top:top + height, left:left + width] = image / image.max() if image.max() > 0 else image
+    return picture
+
+
 def plot_feature_maps(model: CNN, image: torch.Tensor, label: int, path, *, mean: float, std: float, show: bool,
                       note: str = "defaults"):
     """cnn_feature_maps.png: one digit, its 32 conv1 maps and its 64 conv2 maps, each numbered."""
@@ -282,29 +299,28 @@ def plot_feature_maps(model: CNN, image: torch.Tensor, label: int, path, *, mean
     with torch.no_grad():
         conv1, conv2 = model.feature_maps(image.unsqueeze(0))
     conv1, conv2 = conv1[0].cpu(), conv2[0].cpu()  # (32, 28, 28), (64, 14, 14)
-    fig = plt.figure(figsize=(14, 7.8))
-    outer = fig.add_gridspec(1, 3, width_ratios=[1.4, 1.6, 3])  # the digit | conv1's maps | conv2's maps
-    ax = fig.add_subplot(outer[0].subgridspec(3, 1, height_ratios=[1, 2, 1])[1])
-    ax.imshow((image[0].cpu() * std + mean).numpy(), cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"input: a {label}\n(1 x 28 x 28)")
-    ax.axis("off")
-    for spec, maps, (rows, columns), text in (
-        (outer[1], conv1, (8, 4), "conv1 + ReLU: 32 maps of 28 x 28\nmap i = filter i of cnn_filters.png: "
-                                  "bright = its\npattern is there (edges of the strokes, each\nfilter its own "
-                                  "direction; a grey background\n= it fires on empty space too)"),
-        (outer[2], conv2, (8, 8), "conv2 + ReLU: 64 maps of 14 x 14 (after pooling)\neach combines all 32 "
-                                  "conv1 maps: larger parts of the digit\n(a bar, a corner, a stroke end); "
-                                  "black = not found here"),
+    fig, (ax_input, ax_conv1, ax_conv2) = plt.subplots(1, 3, figsize=(15, 8.2),
+                                                       gridspec_kw={"width_ratios": [1.2, 1.9, 3]})
+    ax_input.imshow((image[0].cpu() * std + mean).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax_input.set_title(f"input: a {label}\n(1 x 28 x 28)")
+    ax_input.axis("off")
+    cmap = plt.get_cmap("gray").with_extremes(bad="white")  # the gaps between the maps
+    for ax, maps, columns, text in (
+        (ax_conv1, conv1, 4, "conv1 + ReLU: 32 maps of 28 x 28\nmap i = filter i of cnn_filters.png: bright = "
+                             "its\npattern is there (edges of the strokes, each\nfilter its own direction; a grey "
+                             "background\n= it fires on empty space too)"),
+        (ax_conv2, conv2, 8, "conv2 + ReLU: 64 maps of 14 x 14 (after pooling)\neach combines all 32 "
+                             "conv1 maps: larger parts of the digit\n(a bar, a corner, a stroke end); "
+                             "black = not found here"),
     ):
-        cells = spec.subgridspec(rows + 1, columns, height_ratios=[1.7] + [1] * rows)  # a text row, then the maps
-        header = fig.add_subplot(cells[0, :])
-        header.axis("off")
-        header.text(0.5, 0.0, text, ha="center", va="bottom", fontsize=10, transform=header.transAxes)
-        for channel in range(rows * columns):
-            ax = fig.add_subplot(cells[1 + channel // columns, channel % columns])
-            ax.imshow(maps[channel].numpy(), cmap="gray", vmin=0)  # vmin=0: ReLU output is never negative
-            ax.set_title(str(channel), fontsize=7, pad=1)
-            ax.axis("off")
+        height, width = maps.shape[1:]
+        gap = max(2, height // 4)
+        ax.imshow(tile_maps(maps, columns), cmap=cmap, vmin=0, vmax=1)  # ReLU output is never negative
+        for channel in range(len(maps)):  # each map's number, in the gap above it
+            ax.text((channel % columns) * (width + gap) + width / 2, (channel // columns) * (height + gap) + gap - 0.5,
+                    str(channel), ha="center", va="bottom", fontsize=7)
+        ax.set_title(text, fontsize=10)
+        ax.axis("off")
     fig.suptitle("One test digit on its way through the CNN (each small map is scaled to its own maximum)"
                  f"\nsettings: {note}", fontsize=12)
     return dl_utils.finish_figure(fig, path, show=show)

@@ -329,3 +329,16 @@ def test_06_checks_your_picture_before_training(tiny_mnist, tmp_path):
                   str(tmp_path / "notes.png")])
     assert not (tmp_path / "cnn_model.pth").exists()  # it stopped before training
 
+
+
+def test_feature_maps_are_tiled_in_order_each_scaled_to_its_max():
+    maps = torch.zeros(5, 4, 4)
+    for channel in range(5):
+        maps[channel, channel % 4, 0] = channel + 1.0  # one bright pixel, brightness = channel + 1
+    picture = cnn.tile_maps(maps, columns=2)  # 3 rows of 2 tiles, gap 2 above and right of each
+    assert picture.shape == (3 * (4 + 2), 2 * (4 + 2))
+    for channel in range(5):
+        top, left = (channel // 2) * 6 + 2, (channel % 2) * 6
+        tile = picture[top:top + 4, left:left + 4]
+        assert tile.max() == 1.0 and tile[channel % 4, 0] == 1.0  # scaled to its own maximum, in its own place
+    assert torch.isnan(torch.tensor(picture[2:6, 10:12])).all()  # the gaps (and the missing 6th tile) are NaN
