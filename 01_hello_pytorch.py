@@ -22,7 +22,7 @@ Writes (in outputs/, or --out-dir)
     activation_functions.png   each activation and its slope, and softmax at 4 temperatures
     01_hello_pytorch.json      the numbers this script printed
 
-How long: about 5 s (4.8 s measured on the course's 2-core CPU, see README.md "Results"),
+How long: about 5 s on the course's 2-core CPU (the exact figure: README.md "Results"),
 most of it importing PyTorch and matplotlib.
 """
 

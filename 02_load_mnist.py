@@ -24,7 +24,7 @@ Writes (in outputs/, or --out-dir)
     mnist_statistics.png   how many images per digit, and how bright the pixels are
     02_load_mnist.json     split sizes, class counts, mean and std (03 computes the same)
 
-How long: about 10 s (9.1 s measured on the course's 2-core CPU) once MNIST is on
+How long: about 10 s on the course's 2-core CPU (README.md "Results") once MNIST is on
 disk; the first download adds the time to fetch about 11 MB.
 """
 

@@ -37,11 +37,10 @@ Writes (in outputs/, or --out-dir)
     own_digit.png              with --image: your picture, what the CNN saw, its probabilities
     06_cnn_mnist.json          the measured results; experiments.csv gets one more row
 
-How long: measured on the course's 2-core CPU (fp32): 3 epochs of 16-17 s, so 49.4 s
-of training, and 68.1 s for the whole script (it then draws the figures and tests
-the model again). --quick: 22.6 s in all, of which 2.5 s training; the test set, the attack
-and the figures take the rest.
-Times on a GPU have not been measured.
+How long: on the course's 2-core CPU (fp32), about 50 s of training (3 epochs of
+about 16 s) and about 70 s for the whole script (it then draws the figures and tests
+the model again); --quick about 23 s in all, of which a few seconds training. The
+exact figures are in README.md "Results". Times on a GPU have not been measured.
 """
 
 import argparse
@@ -58,7 +57,7 @@ import dl_utils
 # ---------------------------------------------------------------------------
 # Settings: change one, rerun, compare (each has a flag; see --help)
 # ---------------------------------------------------------------------------
-EPOCHS = 3  # with OneCycle, 3 epochs reached 99.36% test accuracy here (seed 0, README "Results")
+EPOCHS = 3  # with OneCycle, 3 epochs reach about 99.3% test accuracy (over 3 seeds: README "Results", the guide)
 BATCH_SIZE = 64  # as in 03, so the two lessons differ only in the network
 LEARNING_RATE = 3e-3  # Adam's PEAK learning rate under OneCycle, 3x 03's lr; with --schedule constant try 0.001
 SCHEDULE = "onecycle"  # "onecycle": warm up to LEARNING_RATE, then anneal to ~0; "constant": no schedule
@@ -242,7 +241,7 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     faster. The maths, and so the accuracy, is unchanged. Measured on the
     course's 2-core CPU (benchmarks/bench_training.py, 3 runs), a training
     step of 06's CNN at batch 64 took 23-27 ms with the default layout and
-    17-20 ms with channels_last; an epoch 24.1 s against 16.1 s (medians). Only the 4-D conv weights change; the input needs
+    17-20 ms with channels_last; an epoch about 24 s against about 16 s (medians, README "Results"). Only the 4-D conv weights change; the input needs
     no conversion because an MNIST image has 1 channel, where both layouts
     are the same bytes, and every later activation follows the weights.
     """
@@ -490,8 +489,8 @@ def describe_model(model: CNN, data, batch_size: int) -> dict:
     print(f"Work per image: the CNN does {sum(macs.values()):,} multiply-adds (conv2 alone {macs['conv2']:,}), "
           f"the MLP {mlp_macs:,}: {sum(macs.values()) / mlp_macs:.0f} times more, because every conv weight "
           "is used at every position. That is why a CNN epoch takes longer.")
-    # Measured on the course's 2-core machine: 03 with --hidden 512 reached 97.47% test accuracy
-    # (seed 0, 10 epochs), no better than with 128 hidden neurons; the CNN reaches about 99.3%.
+    # Measured on the course's 2-core machine: 03 with --hidden 512 reached about 97.5% test accuracy
+    # (seed 0, 10 epochs, README "Results"), no better than with 128 hidden neurons; the CNN about 99.3%.
     print("Bigger is not the reason it wins: an MLP as big (407,050 parameters) stays near 97.5%, "
           "no better than 03's 128-neuron MLP. Try: python 03_train_mnist.py --hidden 512")
     return {"parameters": parameters, "layer_shapes": layer_shapes, "parameters_by_layer": cnn_layers,
