@@ -581,7 +581,7 @@ def where_it_goes_wrong(model: CNN, data, device, out_dir: Path, *, show: bool, 
         dl_utils.plot_prediction_grid(
             data.test_loader.images[wrong.to(device)].cpu(), labels[wrong], probabilities[wrong],
             out_dir / "misclassified.png", mean=data.mean, std=data.std, show=show,
-            title=f"{len(wrong)} of the CNN's{run} {n_wrong} test mistakes, most confident first "
+            title=f"{len(wrong)} of the CNN's {n_wrong} test mistakes{run}, most confident first "
                   "(pred = its answer and confidence, true = the label)")
     else:  # a perfect score: still write the file, so every run leaves the same set of files
         import matplotlib.pyplot as plt
