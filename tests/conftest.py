@@ -71,3 +71,17 @@ def load_script(name: str):
     import dl_utils
 
     return dl_utils.import_script(name)
+
+
+def learner_photo(data, index: int, path: Path, *, size: int = 200, mode: str = "L") -> Path:
+    """Test image `index` of `data` (dl_utils.load_mnist_data) saved as a learner's picture at `path`.
+
+    Dark ink on light paper (MNIST inverted), scaled up to size x size pixels,
+    greyscale ("L") or colour (mode="RGB"); the format follows the file name.
+    Its true label is data.test_loader.labels[index].
+    """
+    from PIL import Image
+
+    pixels = (data.test_loader.images[index, 0] * data.std + data.mean).clamp(0, 1).numpy()  # undo the normalisation
+    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((size, size)).convert(mode).save(path)
+    return path

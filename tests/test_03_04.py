@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import dl_utils
-from conftest import REPO, load_script
+from conftest import REPO, learner_photo, load_script
 
 train = load_script("03_train_mnist")
 load = load_script("04_load_model")
@@ -137,12 +137,8 @@ def test_bad_input_in_a_real_process_prints_a_paragraph_not_a_traceback(tmp_path
 
 
 def test_04_reads_your_own_digit_and_rejects_a_non_image(trained, tiny_mnist, tmp_path):
-    from PIL import Image
-
     out, _ = trained
-    data = dl_utils.load_mnist_data(tiny_mnist)
-    pixels = (data.test_loader.images[3, 0] * data.std + data.mean).clamp(0, 1).numpy()
-    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((200, 200)).convert("RGB").save(tmp_path / "d.jpg")
+    learner_photo(dl_utils.load_mnist_data(tiny_mnist), 3, tmp_path / "d.jpg", size=200, mode="RGB")
     results = load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "d.jpg")])
     assert 0 <= results["image_prediction"] <= 9 and (out / "own_digit.png").stat().st_size > 10_000
     (tmp_path / "notes.png").write_text("this is not a picture")
