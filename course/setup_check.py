@@ -165,7 +165,7 @@ def check_mnist(data_dir) -> tuple[list[tuple[str, str]], list[str]]:
         which = "the four MNIST files are" if len(missing) == 4 else f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
         problems.append(
             f"MNIST: {which} not in {raw}/. With internet, `python 02_load_mnist.py{flag}` downloads them there "
-            "(about 11 MB, unpacked 55 MB). Offline: copy train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "(about 12 MB, 55 MB unpacked). Offline: copy train-images-idx3-ubyte, train-labels-idx1-ubyte, "
             f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (decompressed) into {raw}/ (README, \"Offline, "
             "or when the MNIST download fails\"). Already have them elsewhere? Pass --data-dir <folder> (the "
             "folder that holds MNIST/raw/) or set DL_DATA_DIR=<folder>.")
