@@ -243,3 +243,41 @@ def test_files_named_in_header_commands_are_written_by_some_script():
             if match and f'"{match.group(1)}"' not in sources and f"'{match.group(1)}'" not in sources:
                 missing.append(f"{name} header line {number}: nothing writes {arg}")
     assert missing == []
+
+
+EXACT_FIGURE = __import__("re").compile(r"\b\d+\.\d\d%|\b\d+\.\d+ ?s\b|\b\d+\.\d+ ms\b")
+
+
+def prose_lines(path):
+    """(line number, text) of the comments and docstrings of a Python file: what a learner reads."""
+    import io
+    import tokenize
+
+    lines = []
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline):
+        if token.type == tokenize.COMMENT:
+            lines.append((token.start[0], token.string))
+        elif token.type == tokenize.STRING and token.string.startswith(('"""', "'''", 'r"""')):
+            lines += [(token.start[0] + i, text) for i, text in enumerate(token.string.splitlines())]
+    return lines
+
+
+def test_figures_in_script_comments_are_rounded_and_sourced():
+    """An exact figure in a comment goes stale the day a script changes, and another machine gives
+    another: scripts say "about 16 s" / "about 68%" and point to README "Results", where the docs test
+    checks each exact figure against docs/results."""
+    files = [*REPO.glob("0*.py"), REPO / "dl_utils.py", *REPO.glob("course/*.py")]
+    found = []
+    for path in files:
+        for number, text in prose_lines(path):
+            if "e.g." in text or text.lstrip().startswith(("`Epoch", "Epoch ")):
+                continue  # an example of a printed line, not a claim
+            if EXACT_FIGURE.search(text):
+                found.append(f"{path.name}:{number}: {text.strip()[:110]}")
+    assert found == [], "round these and point to README 'Results':\n" + "\n".join(found)
+
+
+def test_the_figure_check_can_fail():
+    assert EXACT_FIGURE.search("# measured: 0.05 reaches only 68.10%")
+    assert EXACT_FIGURE.search("How long: 16.1 s for the whole script")
+    assert not EXACT_FIGURE.search("How long: about 16 s (README.md 'Results')")
