@@ -31,6 +31,7 @@ How long: about a minute with the defaults on the course's 2-core CPU, a few sec
 """
 
 import argparse
+import os
 import time
 
 import torch
@@ -104,9 +105,11 @@ def load_models(out_dir, device) -> tuple[dict, dict]:
         if not path.is_file():
             continue
         checkpoint = dl_utils.load_checkpoint(path)
-        config = checkpoint["model_config"]
-        make = lambda: build_model(checkpoint, hidden=config.get("hidden", 128),  # noqa: E731
-                                   batch_norm=config.get("batch_norm", False))
+        config = checkpoint["model_config"]  # the settings it was trained with, so no mismatch here
+
+        def make(checkpoint=checkpoint, config=config) -> nn.Module:
+            return build_model(checkpoint, hidden=config.get("hidden", 128), batch_norm=config.get("batch_norm", False))
+
         model = make()
         problems = dl_utils.state_dict_mismatches(model, checkpoint["state_dict"])
         if problems:
@@ -115,8 +118,9 @@ def load_models(out_dir, device) -> tuple[dict, dict]:
         model.load_state_dict(checkpoint["state_dict"])
         for models, network in ((trained, model), (fresh, make())):
             models[name] = RawPixels(network, **checkpoint["normalization"]).to(device).eval()
-        print(f"{name}: {path} ({checkpoint['arch']}, test accuracy {100 * checkpoint['metrics']['test_accuracy']:.2f}% "
-              f"when saved, {dl_utils.count_parameters(model):,} parameters)")
+        saved = checkpoint["metrics"].get("test_accuracy")
+        print(f"{name}: {path} ({checkpoint['arch']}, {dl_utils.count_parameters(model):,} parameters"
+              + (f", test accuracy {100 * saved:.2f}% when saved)" if saved is not None else ")"))
     if not trained:
         raise dl_utils.CourseError(
             f"07 looks inside the models that 03 and 06 trained, and found neither {MODEL_FILES['MLP']} nor "
@@ -206,18 +210,20 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, label: int, *, patch: i
     average drop over the positions whose square covered it.
     """
     size = image.shape[-1]
-    corners = [(r, c) for r in range(size - patch + 1) for c in range(size - patch + 1)]
-    batch = image.reshape(1, 1, size, size).repeat(len(corners), 1, 1, 1)
-    for k, (r, c) in enumerate(corners):
-        batch[k, :, r:r + patch, c:c + patch] = value
+    side = size - patch + 1  # positions per row: 28 - 5 + 1 = 24
+    square = torch.ones(1, 1, patch, patch, device=image.device)
+    # One-hot "the square's top-left corner is here", spread to the whole square by a transposed
+    # convolution with a kernel of ones: (positions, 1, 28, 28) masks, 1 under the square.
+    corners = torch.eye(side * side, device=image.device).reshape(-1, 1, side, side)
+    masks = nn.functional.conv_transpose2d(corners, square)
+    batch = image.reshape(1, 1, size, size) * (1 - masks) + value * masks
     with torch.no_grad():
         p_before = torch.softmax(model(image.reshape(1, 1, size, size)), 1)[0, label]
         drops = p_before - torch.softmax(model(batch), 1)[:, label]  # (positions,)
-    total, covered = torch.zeros(size, size), torch.zeros(size, size)
-    for (r, c), drop in zip(corners, drops.cpu()):
-        total[r:r + patch, c:c + patch] += drop
-        covered[r:r + patch, c:c + patch] += 1
-    return total / covered
+        # The same transposed convolution adds each position's drop onto the pixels it covered.
+        total = nn.functional.conv_transpose2d(drops.reshape(1, 1, side, side), square)[0, 0]
+        covered = nn.functional.conv_transpose2d(torch.ones_like(drops).reshape(1, 1, side, side), square)[0, 0]
+    return (total / covered).cpu()
 
 
 def pick_digits(probabilities: dict, labels: torch.Tensor) -> dict:
@@ -313,8 +319,7 @@ def plot_feature_space(panels: list, labels, path, *, show: bool):
             ax.scatter(points[wrong, 0], points[wrong, 1], marker="x", color="black", s=20, linewidths=0.8,
                        label=f"wrong ({int(wrong.sum())})")
             ax.legend(loc="lower right", fontsize=9)
-        ax.set(title=f"{title}: {100 * right:.0f}% of these digits right
-PCA keeps {100 * kept:.0f}% of the "
+        ax.set(title=f"{title}: {100 * right:.0f}% of these digits right\nPCA keeps {100 * kept:.0f}% of the "
                      f"variance; {100 * separated:.0f}% lie nearest their own class centre",
                xlabel="principal direction 1", ylabel="principal direction 2")
         ax.title.set_fontsize(10)
@@ -370,7 +375,8 @@ def plot_decision_boundary(model: Bottleneck, images, labels, accuracy: float, p
         regions = model.head(grid.to(next(model.parameters()).device)).argmax(1).cpu().reshape(400, 400)
     colors = plt.get_cmap("tab10").colors
     fig, ax = plt.subplots(figsize=(9, 7.6))
-    ax.imshow(regions.numpy(), origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), aspect="auto",
+    box = (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
+    ax.imshow(regions.numpy(), origin="lower", extent=box, aspect="auto",
               cmap=ListedColormap(colors), vmin=-0.5, vmax=9.5, alpha=0.3, interpolation="nearest")
     ax.contour(xs.numpy(), ys.numpy(), regions.numpy(), levels=torch.arange(-0.5, 10).tolist(), colors="black",
                linewidths=0.5)
@@ -381,7 +387,7 @@ def plot_decision_boundary(model: Bottleneck, images, labels, accuracy: float, p
             ax.text(*mine.median(0).values.tolist(), str(digit), fontsize=16, weight="bold", ha="center",
                     va="center", bbox={"boxstyle": "circle", "facecolor": "white", "edgecolor": colors[digit]})
     pair_text = ", ".join(f"{a}/{b} ({count})" for a, b, count in pairs)
-    ax.set(xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]), xlabel="bottleneck number 1", ylabel="bottleneck number 2",
+    ax.set(xlim=box[:2], ylim=box[2:], xlabel="bottleneck number 1", ylabel="bottleneck number 2",
            title=f"A network squeezed through 2 numbers (784 -> 128 -> 2 -> 10, test accuracy {100 * accuracy:.1f}%)\n"
                  f"background = the digit it predicts at each point; black lines = decision boundaries;\n"
                  f"dots = {len(labels):,} test digits in their true colour. Most confused pairs: {pair_text}")
@@ -421,7 +427,9 @@ def reliability(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = N
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The T in 0.25 ... 10 (200 values, evenly spaced in log) with the lowest cross-entropy of logits / T."""
     temperatures = torch.logspace(-0.6, 1.0, 200)
-    losses = torch.stack([nn.functional.cross_entropy(logits / t, labels) for t in temperatures])
+    scaled = logits[None] / temperatures[:, None, None]  # (200, N, 10): every T at once
+    log_p_true = torch.log_softmax(scaled, dim=2).gather(2, labels.reshape(1, -1, 1).expand(len(temperatures), -1, 1))
+    losses = -log_p_true.mean(dim=(1, 2))  # cross-entropy for each T
     return float(temperatures[losses.argmin()])
 
 
@@ -605,6 +613,7 @@ def main(argv=None) -> dict:
     dl_utils.set_seed(args.seed)
     device, why = dl_utils.get_device(args.device)
     print(f"Device: {device} ({why})")
+    print("\n== 1. The trained models, rebuilt as 04 does")
     models, fresh = load_models(args.out_dir, device)  # before the data: no checkpoint, no waiting
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset, seed=args.seed,
                                     device=device, normalization={"mean": 0.0, "std": 1.0})  # raw pixels, 0..1
@@ -618,7 +627,7 @@ def main(argv=None) -> dict:
                 for name, p in probabilities.items()}
     done("load")
 
-    print("\n== 1. What each hidden neuron looks for")
+    print("\n== 2. What each hidden neuron looks for")
     if "MLP" in models:
         plot_mlp_weights(models["MLP"], args.out_dir / "mlp_weights.png", show=args.show)
         print("mlp_weights.png: each tile is one neuron's 784 weights. Look for strokes and blobs (parts of digits) "
@@ -627,26 +636,26 @@ def main(argv=None) -> dict:
         print("(no MLP checkpoint, so no mlp_weights.png: run python 03_train_mnist.py for it)")
     done("weights")
 
-    print(f"\n== 2. Which pixels drive the decision (first {n_saliency} test digits)")
+    print(f"\n== 3. Which pixels drive the decision (first {n_saliency} test digits)")
     saliency, digits = section_saliency(models, images, labels, probabilities, n_digits=n_saliency,
                                         patch=args.patch, out_dir=args.out_dir, show=args.show)
     done("saliency")
 
-    print(f"\n== 3. Feature space: the last hidden layer of {n_shown:,} test digits, in 2-D")
+    print(f"\n== 4. Feature space: the last hidden layer of {n_shown:,} test digits, in 2-D")
     features = section_features(models, fresh, images[:n_shown], labels[:n_shown], seed=args.seed,
                                 out_dir=args.out_dir, show=args.show)
     done("features")
 
-    print(f"\n== 4. Decision boundaries: a 784 -> 128 -> 2 -> 10 network, trained {args.epochs} epoch(s) here")
+    print(f"\n== 5. Decision boundaries: a 784 -> 128 -> 2 -> 10 network, trained {args.epochs} epoch(s) here")
     bottleneck = section_boundary(data, args, device, n_digits=n_shown)
     done("boundary")
 
-    print("\n== 5. Confidence and calibration (test set; the temperature T is fitted on the validation set)")
+    print("\n== 6. Confidence and calibration (test set; the temperature T is fitted on the validation set)")
     calibration = section_confidence(models, logits, labels, data.val_loader.images, data.val_loader.labels,
                                      out_dir=args.out_dir, show=args.show)
     done("confidence")
 
-    print(f"\n== 6. FGSM at growing epsilon ({n_attacked:,} test digits)")
+    print(f"\n== 7. FGSM at growing epsilon ({n_attacked:,} test digits)")
     robustness = section_fgsm(models, images[:n_attacked], labels[:n_attacked], digits["right"],
                               out_dir=args.out_dir, show=args.show)
     done("fgsm")
@@ -655,7 +664,8 @@ def main(argv=None) -> dict:
                         **robustness[name]} for name in models}
     results = {"script": "07_look_inside", "device": dl_utils.device_name(device), "models": per_model,
                "explained_digits": digits, "bottleneck": bottleneck, "settings": vars(args),
-               "timing": timing, "total_seconds": time.perf_counter() - start}
+               "timing": timing, "total_seconds": time.perf_counter() - start,
+               "load_average": os.getloadavg()}  # other programs running slow the times down: say how busy the CPU was
     dl_utils.save_results(args.out_dir, "07_look_inside", results)
     print(f"\nSaved mlp_weights.png, saliency.png, feature_space.png, decision_boundary.png, confidence.png, "
           f"fgsm_vs_epsilon.png and 07_look_inside.json in {args.out_dir} ({results['total_seconds']:.0f}s in all)")
