@@ -253,7 +253,8 @@ def plot_saliency(models: dict, images, labels, probabilities: dict, digits: dic
             grad_x_input = (gradient_saliency(model, image[None], labels[index:index + 1]) * image[None])[0, 0]
             occlusion = occlusion_map(model, image, label, patch=patch)
             for col, heat, title in ((1 + 2 * m, grad_x_input.cpu(), f"{name}: gradient x input"),
-                                     (2 + 2 * m, occlusion, f"{name}: occlusion ({patch}x{patch} grey)")):
+                                     (2 + 2 * m, occlusion, f"{name}: occlusion ({patch}x{patch} grey)\n"
+                                                            f"largest drop of p(true): {100 * occlusion.max():.1f} points")):
                 limit = max(heat.abs().max().item(), 1e-9)  # symmetric: white = no effect
                 axes[row, col].imshow(heat.numpy(), cmap="bwr", vmin=-limit, vmax=limit)
                 axes[row, col].contour(raw, levels=[INK_THRESHOLD], colors="black", linewidths=0.6)
@@ -459,7 +460,7 @@ def plot_confidence(summary: dict, path, *, show: bool):
         ax_rel.plot([0.1, 1], [0.1, 1], "--", color="gray", label="calibrated (accuracy = confidence)")
         ax_rel.set(title=f"{name}: reliability on the test set ({N_BINS} bins; T fitted on validation)",
                    xlabel="mean confidence in the bin", ylabel="accuracy in the bin", xlim=(0.1, 1.02), ylim=(0, 1.02))
-        ax_rel.legend(loc="upper left", fontsize=9)
+        ax_rel.legend(loc="lower right", fontsize=9)
         for ax in (ax_hist, ax_rel):
             ax.grid(alpha=0.3)
     fig.suptitle("Left: confidence when right and when wrong. Right: is it as often right as it is sure? Below the "
@@ -665,6 +666,7 @@ def main(argv=None) -> dict:
     results = {"script": "07_look_inside", "device": dl_utils.device_name(device), "models": per_model,
                "explained_digits": digits, "bottleneck": bottleneck, "settings": vars(args),
                "timing": timing, "total_seconds": time.perf_counter() - start,
+               "cpu_seconds": time.process_time(),  # CPU time of this process: less sensitive to other programs
                "load_average": os.getloadavg()}  # other programs running slow the times down: say how busy the CPU was
     dl_utils.save_results(args.out_dir, "07_look_inside", results)
     print(f"\nSaved mlp_weights.png, saliency.png, feature_space.png, decision_boundary.png, confidence.png, "
