@@ -391,7 +391,7 @@ def draw(model, checkpoint: dict, *, out_dir: Path, device) -> dict:
 
 def main(argv=None) -> dict:
     args = dl_utils.parse_args(build_parser(), argv)
-    settings = dict(vars(args))  # every flag as parsed: recorded with the results, none left out
+    settings = dl_utils.settings_from_args(args)  # every flag as parsed: recorded with the results, none left out
     model_path = args.model or args.out_dir / MODEL_FILE
     dl_utils.set_seed(args.seed)
     device, why = dl_utils.get_device(args.device)
@@ -449,4 +449,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

@@ -31,7 +31,6 @@ How long: about a minute with the defaults on the course's 2-core CPU, a few sec
 """
 
 import argparse
-import os
 import time
 
 import torch
@@ -664,10 +663,10 @@ def main(argv=None) -> dict:
     per_model = {name: {**accuracy[name], **saliency[name], **features[name], **calibration[name],
                         **robustness[name]} for name in models}
     results = {"script": "07_look_inside", "device": dl_utils.device_name(device), "models": per_model,
-               "explained_digits": digits, "bottleneck": bottleneck, "settings": vars(args),
+               "explained_digits": digits, "bottleneck": bottleneck, "settings": dl_utils.settings_from_args(args),
                "timing": timing, "total_seconds": time.perf_counter() - start,
                "cpu_seconds": time.process_time(),  # CPU time of this process: less sensitive to other programs
-               "load_average": os.getloadavg()}  # other programs running slow the times down: say how busy the CPU was
+               **dl_utils.machine_info()}  # CPU, threads, torch build and how busy the machine was (load_average)
     dl_utils.save_results(args.out_dir, "07_look_inside", results)
     print(f"\nSaved mlp_weights.png, saliency.png, feature_space.png, decision_boundary.png, confidence.png, "
           f"fgsm_vs_epsilon.png and 07_look_inside.json in {args.out_dir} ({results['total_seconds']:.0f}s in all)")
@@ -676,4 +675,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

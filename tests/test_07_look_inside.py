@@ -143,5 +143,6 @@ def test_07_on_the_tiny_mnist(tiny_mnist, tmp_path):
         # epsilon 0 changes no pixel: the accuracy of the model itself on the 200 tiny test digits
         assert measured["fgsm_accuracy"]["0"] == pytest.approx(measured["test_accuracy"])
         assert measured["fgsm_accuracy"]["0.3"] < measured["fgsm_accuracy"]["0"]
-    assert saved["settings"]["quick"] is True and saved["bottleneck"]["epochs"] == 1
+    assert saved["settings"]["epochs"] == 1 and saved["settings"]["subset"] == dl_utils.QUICK_SUBSET  # --quick
+    assert saved["bottleneck"]["epochs"] == 1
     assert set(saved["timing"]) == {"load", "weights", "saliency", "features", "boundary", "confidence", "fgsm"}

@@ -1,0 +1,283 @@
+"""The toolbox's promises: 03's own loop is the course's loop, settings are
+recorded without extra edits, and the edges (Ctrl-C, a bad --out-dir, a damaged
+MNIST file, a crash in the learner's code) end with one paragraph."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import dl_utils
+from conftest import REPO, load_script
+
+
+def _train_weights(train, data, epoch_fn, *, epochs=2):
+    torch.manual_seed(0)
+    model = train.SimpleNN(hidden=16, dropout=0.2)  # dropout: the random masks must line up too
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data.train_loader.generator.manual_seed(1)  # the same batch order for every run
+    history = dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=nn.CrossEntropyLoss(),
+                                   optimizer=optimizer, epochs=epochs, epoch_fn=epoch_fn, log=None)
+    return model.state_dict(), history
+
+
+def test_03s_loop_gives_the_same_weights_as_dl_utils_train_epoch(tiny_mnist):
+    train = load_script("03_train_mnist")
+    data = dl_utils.load_mnist_data(tiny_mnist, batch_size=32)
+    ours, ours_history = _train_weights(train, data, train.train_one_epoch)
+    theirs, theirs_history = _train_weights(train, data, None)  # None: dl_utils.train_epoch
+    assert list(ours) == list(theirs)
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name]), name
+    assert ours_history["train_loss"] == pytest.approx(theirs_history["train_loss"], rel=1e-5)
+    assert ours_history["train_accuracy"] == theirs_history["train_accuracy"]
+
+
+def test_the_weight_comparison_notices_a_broken_loop(tiny_mnist):
+    """The test above can fail: a loop that forgets zero_grad ends with other weights."""
+    train = load_script("03_train_mnist")
+    data = dl_utils.load_mnist_data(tiny_mnist, batch_size=32)
+
+    def no_zero_grad(model, loader, loss_fn, optimizer):
+        model.train()
+        for images, labels in loader:
+            loss_fn(model(images), labels).backward()
+            optimizer.step()
+        return {"loss": 1.0, "accuracy": 0.0}
+
+    ours, _ = _train_weights(train, data, train.train_one_epoch, epochs=1)
+    broken, _ = _train_weights(train, data, no_zero_grad, epochs=1)
+    assert not torch.equal(ours["fc1.weight"], broken["fc1.weight"])
+
+
+def test_a_new_03_flag_is_recorded_everywhere_with_no_other_edit(tiny_mnist, tmp_path, monkeypatch):
+    train = load_script("03_train_mnist")
+    original = train.build_parser
+
+    def with_a_new_flag():
+        parser = original()
+        parser.add_argument("--my-new-setting", type=float, default=0.25)
+        return parser
+
+    monkeypatch.setattr(train, "build_parser", with_a_new_flag)
+    train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--my-new-setting", "0.5"])
+    checkpoint = dl_utils.load_checkpoint(tmp_path / "mnist_model.pth")
+    assert checkpoint["hyperparameters"]["my_new_setting"] == 0.5
+    assert json.loads((tmp_path / "03_train_mnist.json").read_text())["hyperparameters"]["my_new_setting"] == 0.5
+    header = (tmp_path / "experiments.csv").read_text().splitlines()[0].split(",")
+    assert "my_new_setting" in header
+    assert "out_dir" not in checkpoint["hyperparameters"]  # paths are not settings
+
+
+def test_results_record_the_machine(tiny_mnist, tmp_path):
+    train = load_script("03_train_mnist")
+    results = train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick"])
+    assert results["cpu"] and results["cpu"] != "unknown"
+    assert results["torch_version"] == torch.__version__
+    assert results["threads"] == torch.get_num_threads()
+
+
+def test_out_dir_that_is_a_file_fails_before_reading_any_data(tmp_path, capsys):
+    train = load_script("03_train_mnist")
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("mine")
+    with pytest.raises(dl_utils.CourseError) as error:  # the data dir does not exist either:
+        train.main(["--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(not_a_folder)])
+    assert "is a file, not a folder" in str(error.value)  # ... the out-dir is checked first
+    assert not_a_folder.read_text() == "mine"
+
+
+def test_a_damaged_mnist_file_is_named_with_its_size(tiny_mnist, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_mnist, root)
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    full = images.stat().st_size
+    images.write_bytes(images.read_bytes()[:-1000])  # a download cut off
+    with pytest.raises(dl_utils.CourseError) as error:
+        dl_utils.load_mnist_data(root, download=False)
+    message = str(error.value)
+    assert str(images) in message and f"{full - 1000:,} bytes" in message and f"{full:,}" in message
+    assert "delete that file" in message
+
+
+def test_read_idx_matches_what_was_written(tiny_mnist):
+    from conftest import N_TRAIN, synthetic_digits
+
+    images = dl_utils.read_idx(tiny_mnist / "MNIST" / "raw" / "train-images-idx3-ubyte")
+    labels = dl_utils.read_idx(tiny_mnist / "MNIST" / "raw" / "train-labels-idx1-ubyte")
+    expected_images, expected_labels = synthetic_digits(N_TRAIN, seed=1)
+    assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+    assert torch.equal(images, torch.from_numpy(expected_images))
+    assert torch.equal(labels, torch.from_numpy(expected_labels).long())
+
+
+def test_subset_larger_than_the_training_split_says_so(tiny_mnist, capsys):
+    data = dl_utils.load_mnist_data(tiny_mnist, subset=10**6)
+    assert "using all of them" in capsys.readouterr().out
+    assert len(data.train_loader.dataset) == 550  # 600 - 600/12 for validation
+
+
+def test_shuffled_pixels_are_one_fixed_permutation(tiny_mnist):
+    natural = dl_utils.load_mnist_data(tiny_mnist)
+    shuffled = dl_utils.load_mnist_data(tiny_mnist, pixels="shuffled")
+    a, b = natural.test_loader.images.flatten(1), shuffled.test_loader.images.flatten(1)
+    assert not torch.equal(a, b)
+    # the same permutation for every image: find it from image 0's pixel order, check all
+    order = dl_utils.shuffle_pixels(torch.arange(784).reshape(1, 28, 28)).flatten()
+    assert torch.equal(a[:, order], b)
+    assert sorted(order.tolist()) == list(range(784))
+
+
+def test_a_crash_in_learner_code_is_one_paragraph(capsys, monkeypatch):
+    monkeypatch.delenv("DL_TRACEBACK", raising=False)
+
+    def main():
+        images = torch.zeros(4, 784)
+        return nn.Linear(28, 10)(images)  # a shape mistake, as a learner might make
+
+    with pytest.raises(SystemExit) as exit_info:
+        dl_utils.run(main)
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert "RuntimeError" in message and "test_toolbox.py line" in message and "nn.Linear(28, 10)" in message
+    assert "Traceback" not in message
+
+
+def test_ctrl_c_mid_training_exits_130_and_keeps_the_old_checkpoint(tiny_mnist, tmp_path):
+    previous = tmp_path / "mnist_model.pth"
+    previous.write_bytes(b"the checkpoint of the last finished run")
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "03_train_mnist.py"), "--data-dir", str(tiny_mnist), "--out-dir",
+         str(tmp_path), "--epochs", "100000", "--hidden", "512"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"})
+    for line in process.stdout:  # wait until training is under way
+        if line.startswith("Epoch 2/"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "Interrupted during epoch" in err and "Nothing of this run was saved" in err
+    assert previous.read_bytes() == b"the checkpoint of the last finished run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_model.pth"]  # no temp files
+
+
+# ---------------------------------------------------------------------------
+# Newcomer paths: what the project ships works on a learner's machine
+# ---------------------------------------------------------------------------
+MACHINE_PATH = __import__("re").compile(r"\.\./shared|/work/|/root/|/home/\w|/Users/\w|/tmp/[\w.-]+/|[A-Z]:\\\\Users")
+
+
+def tracked_files():
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        return [REPO / name for name in names.splitlines() if (REPO / name).is_file()]
+    except (OSError, subprocess.CalledProcessError):  # no git: every file but the local ones
+        skip = {".git", ".venv", "outputs", "data", "__pycache__"}
+        return [p for p in REPO.rglob("*") if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
+
+
+def test_no_shipped_file_names_a_path_of_this_machine():
+    found = []
+    for path in tracked_files():
+        if path.suffix in (".png", ".pth") or path.name == "test_toolbox.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
+    assert found == [], "say --data-dir DATA_DIR (or /path/to/folder) instead:\n" + "\n".join(found)
+
+
+def test_the_machine_path_check_can_fail():
+    assert MACHINE_PATH.search("python 03_train_mnist.py --data-dir ../shared/data")
+    assert MACHINE_PATH.search("Looking in /work/shared/data/MNIST/raw")
+    assert not MACHINE_PATH.search("python 03_train_mnist.py --data-dir DATA_DIR --out-dir outputs/cnn")
+
+
+def header_commands():
+    """(file, line, script, args) for every `python X.py ...` line in a script's opening docstring."""
+    import ast
+
+    from test_docs import python_commands
+
+    commands = []
+    for path in sorted([*REPO.glob("0*.py"), *REPO.glob("benchmarks/*.py"), *REPO.glob("exercises/*.py")]):
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        joined = docstring.replace("\\\n", " ")
+        for number, line in enumerate(joined.splitlines(), 1):
+            commands += [(path.name, number, script, args) for script, args in python_commands(line)]
+    return commands
+
+
+def test_every_command_in_a_script_header_uses_real_flags():
+    from test_docs import check_command
+
+    commands = header_commands()
+    assert len(commands) > 20  # every lesson shows several
+    problems = []
+    for name, number, script, args in commands:
+        if not (REPO / script).is_file():
+            problems.append(f"{name} header line {number}: {script} does not exist")
+            continue
+        problems += [f"{name} header line {number}: {p}" for p in check_command(script, args)]
+    assert problems == []
+
+
+def test_files_named_in_header_commands_are_written_by_some_script():
+    import re
+
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in
+                        [*REPO.glob("*.py"), *REPO.glob("course/*.py"), *REPO.glob("exercises/*.py")])
+    missing = []
+    for name, number, script, args in header_commands():
+        for arg in args:
+            match = re.fullmatch(r"outputs/(?:[\w-]+/)*([\w-]+\.(?:pth|png|json|csv))", arg)
+            if match and f'"{match.group(1)}"' not in sources and f"'{match.group(1)}'" not in sources:
+                missing.append(f"{name} header line {number}: nothing writes {arg}")
+    assert missing == []
+
+
+EXACT_FIGURE = __import__("re").compile(r"\b\d+\.\d\d%|\b\d+\.\d+ ?s\b|\b\d+\.\d+ ms\b")
+
+
+def prose_lines(path):
+    """(line number, text) of the comments and docstrings of a Python file: what a learner reads."""
+    import io
+    import tokenize
+
+    lines = []
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline):
+        if token.type == tokenize.COMMENT:
+            lines.append((token.start[0], token.string))
+        elif token.type == tokenize.STRING and token.string.startswith(('"""', "'''", 'r"""')):
+            lines += [(token.start[0] + i, text) for i, text in enumerate(token.string.splitlines())]
+    return lines
+
+
+def test_figures_in_script_comments_are_rounded_and_sourced():
+    """An exact figure in a comment goes stale the day a script changes, and another machine gives
+    another: scripts say "about 16 s" / "about 68%" and point to README "Results", where the docs test
+    checks each exact figure against docs/results."""
+    files = [*REPO.glob("0*.py"), REPO / "dl_utils.py", *REPO.glob("course/*.py")]
+    found = []
+    for path in files:
+        for number, text in prose_lines(path):
+            if "e.g." in text or text.lstrip().startswith(("`Epoch", "Epoch ")):
+                continue  # an example of a printed line, not a claim
+            if EXACT_FIGURE.search(text):
+                found.append(f"{path.name}:{number}: {text.strip()[:110]}")
+    assert found == [], "round these and point to README 'Results':\n" + "\n".join(found)
+
+
+def test_the_figure_check_can_fail():
+    assert EXACT_FIGURE.search("# measured: 0.05 reaches only 68.10%")
+    assert EXACT_FIGURE.search("How long: 16.1 s for the whole script")
+    assert not EXACT_FIGURE.search("How long: about 16 s (README.md 'Results')")
