@@ -27,8 +27,8 @@ Writes (in outputs/, or --out-dir)
     own_digit.png          with --image: your picture, what the network saw, its probabilities
     drawn_digit.png        with --draw, when you press s: your drawing, ready for --image
 
-How long: 5.2 s measured on the course's 2-core CPU (it trains nothing). --draw opens its
-window after reading the checkpoint: it needs no MNIST.
+How long: about 5 s on the course's 2-core CPU (it trains nothing; README "Results"). --draw
+opens its window after reading the checkpoint: it needs no MNIST.
 """
 
 import argparse

@@ -26,8 +26,9 @@ Writes (in outputs/, or --out-dir)
     fgsm_vs_epsilon.png    test accuracy under FGSM for epsilon 0 ... 0.3, MLP against CNN
     07_look_inside.json    the measured results
 
-How long: about a minute with the defaults on the course's 2-core CPU, a few seconds with --quick
-(measured under load: README "Results" and docs/results/07_look_inside.json hold the times).
+How long: about two minutes measured under load (other programs busy on the course's 2 cores), of
+which 45 s of CPU time, so under a minute on a quiet machine; --quick: seconds of computing.
+Measured: docs/results/07_look_inside.json (run.wall_seconds, cpu_seconds, load_average).
 """
 
 import argparse
@@ -141,7 +142,14 @@ def logits_of(model: nn.Module, images: torch.Tensor, batch: int = 1000) -> torc
 # the 784 pixels. Its weight vector w_j has one number per pixel, so it can be
 # drawn as a 28x28 picture: red where a bright pixel raises the neuron, blue
 # where it lowers it. The neuron fires for digits that look like its red part.
-def plot_mlp_weights(mlp: RawPixels, path, *, show: bool):
+def dead_neurons(mlp: RawPixels, images: torch.Tensor) -> list[int]:
+    """Hidden neurons whose input w_j . x + b_j is <= 0 for every image: ReLU outputs 0, so no gradient ever reaches them."""
+    with torch.no_grad():
+        before_relu = mlp.model.fc1(((images - mlp.mean) / mlp.std).flatten(1))  # (N, hidden)
+    return (before_relu <= 0).all(dim=0).nonzero().flatten().tolist()
+
+
+def plot_mlp_weights(mlp: RawPixels, dead: list, path, *, show: bool):
     """mlp_weights.png: the (hidden, 784) first-layer weights as one mosaic of 28x28 tiles, 16 per row."""
     import matplotlib.pyplot as plt
 
@@ -159,11 +167,15 @@ def plot_mlp_weights(mlp: RawPixels, path, *, show: bool):
     ax.set_xticks([c * 30 + 14 for c in range(columns)], [str(c) for c in range(columns)], fontsize=8)
     ax.set_yticks([r * 30 + 14 for r in range(rows)], [str(r * columns) for r in range(rows)], fontsize=8)
     ax.set(xlabel="+ column", ylabel="neuron number (first of the row)")
+    for j in dead:  # a black frame around each dead neuron
+        r, c = divmod(j, columns)
+        ax.add_patch(plt.Rectangle((c * 30 - 1.5, r * 30 - 1.5), 30, 30, fill=False, edgecolor="black", linewidth=2))
     fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="weight / the neuron's largest weight")
     ax.set_title(f"What each of the MLP's {len(weights)} hidden neurons looks for: its 784 first-layer weights as a "
                  "28 x 28 picture\nred = a bright pixel there raises the neuron, blue = lowers it, white = ignored "
-                 "(each tile scaled to its own largest weight).\nBlobs and strokes = a pattern it detects; speckle "
-                 "= a neuron that learned little.", fontsize=10)
+                 "(each tile scaled to its own largest weight).\nBlobs and strokes = a pattern it detects. Black frame = "
+                 f"dead ({len(dead)}): never active on the test digits, so never trained: still its random start.",
+                 fontsize=10)
     return dl_utils.finish_figure(fig, path, show=show)
 
 
@@ -519,6 +531,19 @@ def plot_fgsm(models: dict, curves: dict, image, label: int, path, *, n_attacked
 # ---------------------------------------------------------------------------
 # The lesson: one function per section, each printing what to notice
 # ---------------------------------------------------------------------------
+def section_weights(models, images, *, out_dir, show) -> dict:
+    """mlp_weights.png and the MLP's dead neurons (none for the CNN: its first layer is a convolution)."""
+    if "MLP" not in models:
+        print("(no MLP checkpoint, so no mlp_weights.png: run python 03_train_mnist.py for it)")
+        return {name: {} for name in models}
+    dead = dead_neurons(models["MLP"], images)
+    plot_mlp_weights(models["MLP"], dead, out_dir / "mlp_weights.png", show=show)
+    print(f"mlp_weights.png: each tile is one neuron's 784 weights. Look for strokes and blobs (parts of digits). "
+          f"{len(dead)} neurons never fire on the {len(images):,} test digits ({', '.join(map(str, dead)) or 'none'}): "
+          "their ReLU gives 0, no gradient reaches them, and their weights are still random speckle.")
+    return {name: {"dead_neurons": dead, "dead_neuron_count": len(dead)} if name == "MLP" else {} for name in models}
+
+
 def section_saliency(models, images, labels, probabilities, *, n_digits, patch, out_dir, show) -> tuple[dict, dict]:
     """saliency_on_ink and ink_area per model, over the first n_digits test digits; saliency.png."""
     mask = ink_mask(images[:n_digits])
@@ -628,12 +653,7 @@ def main(argv=None) -> dict:
     done("load")
 
     print("\n== 2. What each hidden neuron looks for")
-    if "MLP" in models:
-        plot_mlp_weights(models["MLP"], args.out_dir / "mlp_weights.png", show=args.show)
-        print("mlp_weights.png: each tile is one neuron's 784 weights. Look for strokes and blobs (parts of digits) "
-              "and for tiles that are mostly speckle: nothing forced every neuron to be useful.")
-    else:
-        print("(no MLP checkpoint, so no mlp_weights.png: run python 03_train_mnist.py for it)")
+    weights = section_weights(models, images, out_dir=args.out_dir, show=args.show)
     done("weights")
 
     print(f"\n== 3. Which pixels drive the decision (first {n_saliency} test digits)")
@@ -660,7 +680,7 @@ def main(argv=None) -> dict:
                               out_dir=args.out_dir, show=args.show)
     done("fgsm")
 
-    per_model = {name: {**accuracy[name], **saliency[name], **features[name], **calibration[name],
+    per_model = {name: {**accuracy[name], **weights[name], **saliency[name], **features[name], **calibration[name],
                         **robustness[name]} for name in models}
     results = {"script": "07_look_inside", "device": dl_utils.device_name(device), "models": per_model,
                "explained_digits": digits, "bottleneck": bottleneck, "settings": dl_utils.settings_from_args(args),

@@ -146,3 +146,11 @@ def test_07_on_the_tiny_mnist(tiny_mnist, tmp_path):
     assert saved["settings"]["epochs"] == 1 and saved["settings"]["subset"] == dl_utils.QUICK_SUBSET  # --quick
     assert saved["bottleneck"]["epochs"] == 1
     assert set(saved["timing"]) == {"load", "weights", "saliency", "features", "boundary", "confidence", "fgsm"}
+
+
+def test_a_neuron_that_never_fires_is_found_dead():
+    mlp = train.SimpleNN().eval()
+    with torch.no_grad():
+        mlp.fc1.bias.fill_(100.0)  # every neuron fires on every image ...
+        mlp.fc1.bias[[3, 77]] = -100.0  # ... except these two
+    assert look.dead_neurons(look.RawPixels(mlp, mean=0.1, std=0.3), torch.rand(20, 1, 28, 28)) == [3, 77]
