@@ -34,10 +34,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-import numpy as np
-import torch
-from torch import nn
+try:
+    import matplotlib
+    import numpy as np
+    import torch
+    from torch import nn
+except ImportError as missing:  # say how to fix it, not a traceback (`python dl_utils.py` checks the set-up)
+    raise SystemExit(f"{missing.name} is not installed in this Python ({sys.executable}). Activate the course's "
+                     "virtual environment, or run `pip install -r requirements.txt` (README.md, Quick start).")
 
 # ---------------------------------------------------------------------------
 # Paths: data/ and outputs/ sit next to the scripts, wherever you run them from
@@ -122,9 +126,9 @@ def get_device(preference: str = "auto") -> tuple[torch.device, str]:
             return torch.device("cuda"), f"auto: found the CUDA GPU {torch.cuda.get_device_name(0)}"
         if _mps_available():
             return torch.device("mps"), "auto: found an Apple-silicon GPU (MPS)"
-        return torch.device("cpu"), f"auto: no CUDA or MPS GPU found, using the CPU ({torch.get_num_threads()} threads)"
+        return torch.device("cpu"), f"auto: no CUDA or MPS GPU found, using the CPU ({_threads()})"
     if preference == "cpu":
-        return torch.device("cpu"), f"asked for the CPU ({torch.get_num_threads()} threads)"
+        return torch.device("cpu"), f"asked for the CPU ({_threads()})"
     if preference == "cuda":
         if torch.cuda.is_available():
             return torch.device("cuda"), f"asked for CUDA: {torch.cuda.get_device_name(0)}"
@@ -145,12 +149,17 @@ def get_device(preference: str = "auto") -> tuple[torch.device, str]:
     raise CourseError(f"Unknown device {preference!r}: choose one of auto, cpu, cuda, mps.")
 
 
+def _threads() -> str:
+    n = torch.get_num_threads()
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def device_name(device: torch.device) -> str:
     """A human name for the results files: "cpu (2 threads)", "cuda (NVIDIA H100 80GB HBM3)"."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cpu ({_threads()})"
     return device.type
 
 
