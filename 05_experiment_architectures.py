@@ -637,7 +637,7 @@ def run_gradients(args, data, device) -> dict:
         norms = entry["grad_norm_at_init"]
         print(f"{entry['name']:34s} {norms[0]:22.2g} {norms[-1]:9.2g}   {outcome}")
     print(f"(gradient norms at initialisation. Layer 1 far below layer {args.depth}: the first layers get almost "
-          "no gradient, vanishing. All of them thousands of times larger than with Kaiming's init: exploding. "
+          "no gradient, vanishing. Every layer far above the Kaiming network's: exploding. "
           f"Validation accuracy after {args.steps} steps; chance is 10%)")
     path = plot_gradients(entries, args.out_dir / "gradient_norms.png", args=args, show=args.show)
     results = {"script": "05_experiment_architectures", "mode": "gradients", "depth": args.depth,

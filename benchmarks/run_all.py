@@ -69,6 +69,15 @@ RUNS = [
     # The experiment log of all the 03 variants above, read back.
     ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
      {**VARIANTS, "results": "compare_runs"}),
+    # Break it on purpose (issue 11): 05's experiments on pitfalls, one flag each.
+    ("05_lr_sweep", "05_experiment_architectures.py", ["--arch", "two-layer", "--lr-sweep", "0.0001,0.001,0.01,0.1"],
+     ["lr_sweep.png"], {"results": "lr_sweep"}),
+    ("05_relu_vs_tanh", "05_experiment_architectures.py", ["--arch", "two-layer", "tanh", "--epochs", "15"],
+     ["architecture_comparison.png"]),
+    ("05_gradients", "05_experiment_architectures.py", ["--gradients"], ["gradient_norms.png"],
+     {"results": "gradients"}),
+    ("05_leakage", "05_experiment_architectures.py", ["--leakage", "20", "--subset", "5000", "--epochs", "2"],
+     ["leakage.png"], {"results": "leakage"}),
     # Own pictures (30 per seed): 03's MLP, 06's CNN and 06's CNN trained with --augment.
     *[(name, "benchmarks/own_digits.py",
        ["--seeds", "10", *tilt, "--model", "{03_train_mnist}/mnist_model.pth", "{06_cnn_mnist}/cnn_model.pth",
