@@ -333,4 +333,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

@@ -88,6 +88,32 @@ def make_optimizer(name: str, params, *, lr: float, momentum: float) -> torch.op
     return torch.optim.SGD(params, lr=lr, momentum=momentum)
 
 
+# ---------------------------------------------------------------------------
+# 2. The training loop: five steps for every batch
+# ---------------------------------------------------------------------------
+# This is THE loop of deep learning; every model in this course learns with
+# it (05 and 06 use the same steps in dl_utils.train_epoch). Write it from
+# memory once you have read it: exercises/ex03 checks your version.
+def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """One pass over the training images; returns the epoch's mean loss and accuracy."""
+    model.train()  # dropout and batch norm switch to their training behaviour
+    # The running totals become tensors on the model's device at the first
+    # batch (0 + tensor is a tensor). Calling .item() on every batch instead
+    # would make a GPU wait for each step to finish before starting the next.
+    total_loss, correct, seen = 0, 0, 0
+    for images, labels in loader:  # images (B, 1, 28, 28), labels (B,): already on the device
+        optimizer.zero_grad()  # 1. gradients ADD UP across backward() calls: clear the last batch's
+        logits = model(images)  # 2. forward pass: (B, 10) scores, one per digit
+        loss = loss_fn(logits, labels)  # 3. one number: how wrong, averaged over the batch
+        loss.backward()  # 4. backpropagation: d(loss)/d(weight) for every weight, into .grad
+        optimizer.step()  # 5. move every weight a little against its gradient
+
+        total_loss += loss.detach() * len(labels)  # undo the batch mean: the epoch's mean is per image
+        correct += (logits.argmax(dim=1) == labels).sum()  # the highest score is the prediction
+        seen += len(labels)
+    return {"loss": float(total_loss) / seen, "accuracy": int(correct) / seen}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train a small neural network on MNIST.")
     dl_utils.add_common_args(parser, seed=SEED, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LEARNING_RATE)
@@ -110,19 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    args = dl_utils.parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = dl_utils.parse_args(parser, argv)
     if args.momentum and args.optimizer != "sgd":
         raise dl_utils.CourseError("--momentum only applies to --optimizer sgd (Adam has its own momentum).")
+    # Every setting of this run, read from the flags (nanoGPT's habit): it goes
+    # into the checkpoint, the JSON and experiments.csv, so a flag you add to
+    # build_parser() is recorded with no other edit.
+    config = dl_utils.settings_from_args(args)
 
     # -----------------------------------------------------------------------
-    # 2. Device, seed, data
+    # 3. Device, seed, data
     # -----------------------------------------------------------------------
     dl_utils.set_seed(args.seed)  # fixes the initial weights and the shuffling
     device, why = dl_utils.get_device(args.device)
     print(f"Device: {device} ({why})")
 
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device,
+                                    seed=args.seed, device=device, pixels=args.pixels,
                                     normalization=None if args.normalize else {"mean": 0.0, "std": 1.0})
     n_train, n_val = len(data.train_loader.dataset), len(data.val_loader.dataset)
     print(f"Data: {n_train:,} training, {n_val:,} validation, {len(data.test_loader.dataset):,} test images; "
@@ -133,9 +164,10 @@ def main(argv=None) -> dict:
         print("No normalisation: the network sees raw pixel values in [0, 1]")
 
     # -----------------------------------------------------------------------
-    # 3. Model, loss, optimizer
+    # 4. Model, loss, optimizer
     # -----------------------------------------------------------------------
-    model = SimpleNN(hidden=args.hidden, dropout=args.dropout, batch_norm=args.batch_norm).to(device)
+    model_config = {"hidden": args.hidden, "dropout": args.dropout, "batch_norm": args.batch_norm}
+    model = SimpleNN(**model_config).to(device)
     parameters = dl_utils.count_parameters(model)
     print(model)
     # With hidden=128: (784*128 + 128) + (128*10 + 10) = 100,480 + 1,290 = 101,770.
@@ -147,23 +179,19 @@ def main(argv=None) -> dict:
     optimizer = make_optimizer(args.optimizer, model.parameters(), lr=args.lr, momentum=args.momentum)
 
     # -----------------------------------------------------------------------
-    # 4. Train: the five-step loop, once per batch, in dl_utils.train_epoch
+    # 5. Train: train_one_epoch (section 2) once per epoch
     # -----------------------------------------------------------------------
-    #   optimizer.zero_grad()            1. forget last batch's gradients
-    #   logits = model(images)           2. forward: (B, 1, 28, 28) -> (B, 10)
-    #   loss = loss_fn(logits, labels)   3. how wrong, as one number
-    #   loss.backward()                  4. gradient of the loss for every weight
-    #   optimizer.step()                 5. nudge every weight downhill
-    # After each epoch the model is scored on the validation images it never
-    # trains on. What to notice: train accuracy keeps rising; validation
-    # accuracy levels off. The gap between them is overfitting starting.
+    # dl_utils.train_model calls our loop, then scores the model on the
+    # validation images it never trains on, and keeps the history. What to
+    # notice: train accuracy keeps rising; validation accuracy levels off.
+    # The gap between them is overfitting starting.
     print(f"\nTraining for {args.epochs} epochs ({args.optimizer}, lr {args.lr:g})")
     history = dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=loss_fn,
                                    optimizer=optimizer, epochs=args.epochs, device=device,
-                                   patience=args.patience)
+                                   patience=args.patience, epoch_fn=train_one_epoch)
 
     # -----------------------------------------------------------------------
-    # 5. The final exam: the test set, used once, at the very end
+    # 6. The final exam: the test set, used once, at the very end
     # -----------------------------------------------------------------------
     # Every choice above (epochs, lr, hidden) may have been tuned by looking
     # at validation accuracy; the 10,000 test images have not been looked at,
@@ -173,25 +201,19 @@ def main(argv=None) -> dict:
           f"after {sum(history['seconds']):.1f}s of training")
 
     # -----------------------------------------------------------------------
-    # 6. Save: weights + how to rebuild them + results
+    # 7. Save: weights + how to rebuild them + results
     # -----------------------------------------------------------------------
-    hyperparameters = {"hidden": args.hidden, "epochs": args.epochs, "batch_size": args.batch_size,
-                       "lr": args.lr, "optimizer": args.optimizer, "momentum": args.momentum,
-                       "dropout": args.dropout, "batch_norm": args.batch_norm, "normalize": args.normalize,
-                       "patience": args.patience,
-                       "seed": args.seed, "subset": args.subset}
-    results = dl_utils.summarize_run(script="03_train_mnist", hyperparameters=hyperparameters,
-                                     history=history, test_metrics=test, parameters=parameters,
-                                     device=device)
+    results = dl_utils.summarize_run(script="03_train_mnist", hyperparameters=config, history=history,
+                                     test_metrics=test, parameters=parameters, device=device)
     checkpoint_path = dl_utils.save_checkpoint(
-        args.out_dir / MODEL_FILE, model=model, arch="SimpleNN",
-        model_config={"hidden": args.hidden, "dropout": args.dropout, "batch_norm": args.batch_norm},
-        hyperparameters=hyperparameters,
+        args.out_dir / MODEL_FILE, model=model, arch="SimpleNN", model_config=model_config,
+        hyperparameters=config,
         metrics={k: results[k] for k in ("test_accuracy", "best_val_accuracy", "train_seconds")},
         normalization=data.normalization)
     plot_path = dl_utils.plot_training_history(
         history, args.out_dir / "training_history.png", show=args.show,
-        title=f"SimpleNN (hidden {args.hidden}) on MNIST: test accuracy {100 * test['accuracy']:.2f}%")
+        title=f"SimpleNN on MNIST ({dl_utils.changed_settings(parser, args)}): "
+              f"test accuracy {100 * test['accuracy']:.2f}%")
     results["checkpoint_kb"] = round(checkpoint_path.stat().st_size / 1024)
     dl_utils.save_results(args.out_dir, "03_train_mnist", results)
     dl_utils.log_experiment(args.out_dir, results)
@@ -202,4 +224,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

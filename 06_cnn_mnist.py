@@ -531,4 +531,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    dl_utils.run(main)

@@ -25,10 +25,6 @@ non-zero status, without a traceback, because the message IS the lesson.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import datetime as _dt
-import json
 import math
 import os
 import pickle
@@ -67,6 +63,10 @@ EVAL_BATCH_SIZE = 1000
 # --quick trains 1 epoch on this many images: enough to watch learning happen.
 QUICK_SUBSET = 5000
 
+# --pixels shuffled uses ONE permutation of the 784 pixel positions, the same
+# for every image and every run, drawn from this seed.
+PIXEL_SEED = 784
+
 # Plots: draw into files when there is no screen (a server, CI, an SSH
 # session); "Agg" is matplotlib's file-only backend. With a screen, --show can
 # open windows. This must happen before pyplot is imported anywhere.
@@ -90,90 +90,17 @@ class CourseError(SystemExit):
 
 
 # ---------------------------------------------------------------------------
-# Settings: the flags every script shares
+# Settings: the flags every script shares (course/cli.py)
 # ---------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (an epoch count of 0 trains nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a learning rate of 0 learns nothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a probability in [0, 1), e.g. a dropout rate."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
-
-
-def add_common_args(
-    parser: argparse.ArgumentParser,
-    *,
-    seed: int = 0,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-) -> argparse.ArgumentParser:
-    """Add the flags every script shares; training flags when defaults are given.
-
-    Each script passes its own UPPERCASE constants as the defaults, so the
-    constant at the top of the script and `--help` always agree.
-    """
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder holding MNIST/raw/ (default: $DL_DATA_DIR, else data/ beside the scripts)")
-    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
-                        help="where .pth, .png and .json files go (default: outputs/ beside the scripts)")
-    parser.add_argument("--seed", type=int, default=seed,
-                        help="random seed: same seed, same numbers on the CPU (default: %(default)s)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                        help="where to compute; auto picks CUDA, then Apple MPS, then CPU (default: %(default)s)")
-    parser.add_argument("--show", action="store_true",
-                        help="also open the plots in windows (they are always saved as PNG)")
-    if epochs is not None:
-        parser.add_argument("--epochs", type=positive_int, default=epochs,
-                            help="passes over the training set (default: %(default)s)")
-    if batch_size is not None:
-        parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                            help="images per gradient step (default: %(default)s)")
-    if lr is not None:
-        parser.add_argument("--lr", type=positive_float, default=lr,
-                            help="learning rate: the size of each step (default: %(default)s)")
-    if epochs is not None:
-        parser.add_argument("--subset", type=positive_int, default=None,
-                            help="train on only the first N training images, for a quick run (default: all)")
-        parser.add_argument("--quick", action="store_true",
-                            help=f"a tour in seconds: 1 epoch on {QUICK_SUBSET:,} images "
-                                 f"(same as --epochs 1 --subset {QUICK_SUBSET})")
-    return parser
-
-
-def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse the flags; `--quick` becomes 1 epoch on QUICK_SUBSET images."""
-    args = parser.parse_args(argv)
-    if getattr(args, "quick", False):
-        args.epochs = 1
-        args.subset = args.subset or QUICK_SUBSET
-    return args
-
+# Plumbing a learner need not read: argparse types such as positive_int,
+# add_common_args (--data-dir, --out-dir, --seed, --epochs, --lr, ...),
+# parse_args (--quick, and the --out-dir check before anything is trained),
+# settings_from_args (every flag, recorded), and run (Ctrl-C and crashes end
+# with one paragraph). Imported here so a lesson writes dl_utils.add_common_args.
+from course.cli import (  # noqa: E402
+    add_common_args, changed_settings, fraction, note_written, parse_args, positive_float, positive_int,
+    run, settings_from_args,
+)
 
 # ---------------------------------------------------------------------------
 # Device and seeds
@@ -277,22 +204,60 @@ def _missing_data_message(root: Path, error: Exception) -> str:
     )
 
 
+def _damaged_file_message(path: Path, problem: str) -> str:
+    return (f"The MNIST file {path} is damaged: {problem}. This happens when a download was cut "
+            "off or the file was copied only in part. To fix it, delete that file and run again "
+            "(it is downloaded again when you are online), or copy a good one in its place "
+            "(`python dl_utils.py` checks all four).")
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read one MNIST file: a big-endian header, then one byte per pixel or label.
+
+    The IDX format is tiny: a 4-byte "magic number" (2051 for images, 2049
+    for labels), then the sizes as 4-byte integers (count, and rows and
+    columns for images), then the raw bytes. So 60,000 images take
+    16 + 60,000 * 28 * 28 = 47,040,016 bytes. Reading them ourselves takes a
+    few milliseconds and spares importing torchvision (about a second) on
+    every run. Returns uint8 images (N, 28, 28) or int64 labels (N,).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    magic = int.from_bytes(data[:4], "big")
+    if magic not in (2051, 2049):
+        raise CourseError(_damaged_file_message(path, f"it does not start like an MNIST file "
+                                                      f"(magic number {magic}, expected 2051 or 2049)"))
+    n_dims = 3 if magic == 2051 else 1
+    header = 4 + 4 * n_dims
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims))
+    expected = header + math.prod(shape)
+    if len(data) != expected:
+        raise CourseError(_damaged_file_message(
+            path, f"it has {len(data):,} bytes, but its header promises {expected:,}"))
+    values = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).reshape(shape)
+    return values if magic == 2051 else values.long()
+
+
 def read_mnist(data_dir: str | Path | None = None, *, train: bool, download: bool = True):
     """Return MNIST as uint8 images (N, 28, 28) and int64 labels (N,).
 
-    torchvision's `datasets.MNIST` finds the files (downloading them into
-    data_dir/MNIST/raw if needed) and parses the IDX format. We keep its raw
-    `.data` and `.targets` tensors instead of going through it image by image:
-    see `load_mnist_data` for why.
+    The four files live in data_dir/MNIST/raw/. When they are missing,
+    torchvision's `datasets.MNIST` downloads them there (checking their
+    checksums); after that, we read them with `read_idx`, which also
+    notices a damaged file.
     """
-    from torchvision import datasets  # imported here: only the data path needs it
-
     root = resolve_data_dir(data_dir)
-    try:
-        dataset = datasets.MNIST(root=str(root), train=train, download=download)
-    except Exception as error:  # URLError, HTTPError, RuntimeError("Dataset not found"), bad files...
-        raise CourseError(_missing_data_message(root, error)) from None
-    return dataset.data, dataset.targets
+    raw = root / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    images_path, labels_path = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+    if not (images_path.is_file() and labels_path.is_file()):
+        from torchvision import datasets  # imported only to download: it takes about a second
+
+        try:
+            datasets.MNIST(root=str(root), train=train, download=download)
+        except Exception as error:  # URLError, HTTPError, RuntimeError("Dataset not found"), ...
+            raise CourseError(_missing_data_message(root, error)) from None
+    return read_idx(images_path), read_idx(labels_path)
 
 
 class InMemoryLoader:
@@ -351,6 +316,20 @@ def split_indices(n_train_full: int, *, seed: int = SPLIT_SEED) -> tuple[torch.T
     return order[n_val:], order[:n_val]
 
 
+def shuffle_pixels(images: torch.Tensor, *, seed: int = PIXEL_SEED) -> torch.Tensor:
+    """Move the 784 pixels of every image to new places: one fixed permutation for all.
+
+    (N, 28, 28) -> (N, 28, 28). The digit becomes noise to a person, but no
+    information is lost: pixel 17 of every image always lands in the same
+    new place. A fully connected layer never used the layout (it sees 784
+    numbers in some order), so an MLP learns the shuffled digits as well as
+    the real ones; a convolution looks at neighbouring pixels, so a CNN loses
+    what made it better ("Convolutions & Pooling" in ML_CONCEPTS_EXPLAINED.md).
+    """
+    permutation = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(seed))
+    return images.reshape(len(images), -1)[:, permutation].reshape(images.shape)
+
+
 def normalization_stats(images_uint8: torch.Tensor) -> tuple[float, float]:
     """Mean and standard deviation of the pixels, after scaling to [0, 1].
 
@@ -390,6 +369,7 @@ def load_mnist_data(
     device: torch.device | str = "cpu",
     download: bool = True,
     normalization: dict | None = None,
+    pixels: str = "natural",
 ) -> MNISTData:
     """Train / validation / test loaders for MNIST, held in memory.
 
@@ -399,6 +379,8 @@ def load_mnist_data(
     number. `subset=N` keeps only the first N training images (quick runs).
     `normalization={"mean": m, "std": s}` reuses the statistics a saved
     model was trained with (04 does) instead of computing them.
+    `pixels="shuffled"` moves every pixel to a new place by one fixed
+    permutation (`shuffle_pixels`), the same for train, validation and test.
 
     Why in memory: the usual pipeline (see `standard_mnist_loaders`) turns
     each image into a tensor and normalises it in Python, one image at a
@@ -414,8 +396,12 @@ def load_mnist_data(
     device = torch.device(device)
     train_images, train_labels = read_mnist(data_dir, train=True, download=download)
     test_images, test_labels = read_mnist(data_dir, train=False, download=download)
+    if pixels == "shuffled":
+        train_images, test_images = shuffle_pixels(train_images), shuffle_pixels(test_images)
 
     train_idx, val_idx = split_indices(len(train_labels))
+    if subset is not None and subset > len(train_idx):
+        print(f"--subset {subset:,} is more than the {len(train_idx):,} training images: using all of them.")
     if subset is not None:
         train_idx = train_idx[:subset]
     if normalization is None:
@@ -618,9 +604,17 @@ def train_model(
     device: torch.device | str = "cpu",
     scheduler=None,
     patience: int | None = None,
+    epoch_fn=None,
     log=print,
 ) -> dict:
     """Train for `epochs`, validating after each; returns the history.
+
+    `epoch_fn(model, train_loader, loss_fn, optimizer)` trains one epoch and
+    returns {"loss", "accuracy"}: 03 passes the loop it writes out itself
+    (`train_one_epoch`); by default it is `train_epoch` above (with
+    `scheduler` and a progress bar), which 05 and 06 use. Either way this
+    function adds what every lesson shares: validation after each epoch,
+    the history, the NaN check, early stopping and a clear Ctrl-C.
 
     The history is a dict of lists, one entry per epoch: "epoch",
     "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds".
@@ -632,29 +626,39 @@ def train_model(
     generalised best, not the last one. The history then also holds
     "best_epoch" and "stopped_early".
     """
+    if epoch_fn is None:
+        def epoch_fn(model, loader, loss_fn, optimizer):
+            return train_epoch(model, loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
+                               scheduler=scheduler, desc=f"epoch {epoch}/{epochs}")
+
     history = {key: [] for key in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")}
     best_loss, best_state, best_epoch = math.inf, None, 0
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        train = train_epoch(model, train_loader, loss_fn=loss_fn, optimizer=optimizer, device=device,
-                            scheduler=scheduler, desc=f"epoch {epoch}/{epochs}")
-        val = evaluate_model(model, val_loader, loss_fn=loss_fn, device=device)
-        seconds = time.perf_counter() - start
-        for key, value in (("epoch", epoch), ("train_loss", train["loss"]), ("train_accuracy", train["accuracy"]),
-                           ("val_loss", val["loss"]), ("val_accuracy", val["accuracy"]), ("seconds", seconds)):
-            history[key].append(value)
-        if log:
-            log(format_epoch(epoch, epochs, train, val, seconds))
-
-        if val["loss"] < best_loss:
-            best_loss, best_epoch = val["loss"], epoch
-            if patience is not None:  # a copy, not a reference: training goes on changing the weights
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif patience is not None and epoch - best_epoch >= patience:
+    epoch = 1
+    try:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            train = epoch_fn(model, train_loader, loss_fn, optimizer)
+            val = evaluate_model(model, val_loader, loss_fn=loss_fn, device=device)
+            if not math.isfinite(train["loss"]):
+                raise CourseError(_nan_message(f"epoch {epoch}", optimizer))
+            seconds = time.perf_counter() - start
+            for key, value in (("epoch", epoch), ("train_loss", train["loss"]), ("train_accuracy", train["accuracy"]),
+                               ("val_loss", val["loss"]), ("val_accuracy", val["accuracy"]), ("seconds", seconds)):
+                history[key].append(value)
             if log:
-                log(f"Early stopping: validation loss has not improved for {patience} epochs; "
-                    f"restoring the weights of epoch {best_epoch}.")
-            break
+                log(format_epoch(epoch, epochs, train, val, seconds))
+
+            if val["loss"] < best_loss:
+                best_loss, best_epoch = val["loss"], epoch
+                if patience is not None:  # a copy, not a reference: training goes on changing the weights
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif patience is not None and epoch - best_epoch >= patience:
+                if log:
+                    log(f"Early stopping: validation loss has not improved for {patience} epochs; "
+                        f"restoring the weights of epoch {best_epoch}.")
+                break
+    except KeyboardInterrupt:  # Ctrl-C: say where it happened (dl_utils.run prints it)
+        raise KeyboardInterrupt(f"during epoch {epoch} of {epochs}") from None
     history["best_epoch"] = best_epoch
     history["stopped_early"] = patience is not None and history["epoch"][-1] < epochs
     if best_state is not None:
@@ -719,7 +723,7 @@ def save_checkpoint(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+    return note_written(path)
 
 
 def _corrupt_message(path: Path, error: Exception, made_by: str) -> str:
@@ -799,218 +803,14 @@ def import_script(name: str):
     return module
 
 
-def save_results(out_dir: str | Path, name: str, results: dict) -> Path:
-    """Write `results` to <out_dir>/<name>.json; the docs quote these files."""
-    path = Path(out_dir) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    return path
+# The results JSON and the experiments.csv log: course/records.py.
+from course.records import log_experiment, machine_info, save_results, summarize_run  # noqa: E402
 
-
-def summarize_run(*, script: str, hyperparameters: dict, history: dict, test_metrics: dict,
-                  parameters: int, device: torch.device) -> dict:
-    """The results dict every training script returns and saves as JSON.
-
-    Accuracies are fractions (0.9781 means 97.81%); `train_seconds` is the
-    time spent in the epochs (training + validation), not loading data.
-    """
-    return {
-        "script": script,
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "device": device_name(torch.device(device)),
-        "torch_version": torch.__version__,
-        "parameters": parameters,
-        "test_accuracy": test_metrics["accuracy"],
-        "test_loss": test_metrics["loss"],
-        "best_val_accuracy": max(history["val_accuracy"]),
-        "final_val_accuracy": history["val_accuracy"][-1],
-        "train_seconds": sum(history["seconds"]),
-        "epochs_run": len(history["epoch"]),
-        "hyperparameters": dict(hyperparameters),
-        "history": history,
-    }
-
-
-def log_experiment(out_dir: str | Path, summary: dict) -> Path:
-    """Append one row for this run to <out_dir>/experiments.csv: your lab notebook.
-
-    Every training run adds a line (time, script, every hyperparameter,
-    parameters, best validation and test accuracy, seconds, device), so after
-    an afternoon of "change it and rerun" you can still tell which setting
-    gave which accuracy. New columns are added when a run brings a setting
-    the file has not seen yet (the file is rewritten then).
-    """
-    path = Path(out_dir) / "experiments.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    row = {"time": summary["date"], "script": summary["script"], **summary["hyperparameters"]}
-    for key in ("parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device"):
-        row[key] = round(summary[key], 4) if isinstance(summary[key], float) else summary[key]
-    rows, fields = [], list(row)
-    if path.exists():
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            fields = list(reader.fieldnames or []) + [k for k in row if k not in (reader.fieldnames or [])]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows + [row])
-    return path
-
-
-# ---------------------------------------------------------------------------
-# Reading the lab notebook back: which run was best, and what mattered?
-# ---------------------------------------------------------------------------
-# experiments.csv is plain text, so every cell comes back as a string. These
-# helpers turn the cells back into numbers, keep the runs you ask for, rank
-# them and plot accuracy against one setting (05_experiment_architectures.py
-# --compare-runs uses them).
-RESULT_COLUMNS = ("time", "script", "parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device")
-
-
-def _cell_value(text: str):
-    """One CSV cell -> None, True/False, int, float or the string itself."""
-    text = text.strip()
-    if text == "" or text.lower() == "none":
-        return None
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def read_experiments(path: str | Path) -> list[dict]:
-    """Read experiments.csv back: one dict per run, numbers as numbers, empty cells as None."""
-    path = Path(path)
-    if not path.exists():
-        raise CourseError(f"There is no experiment log at {path} yet. Every training run adds a row to it: "
-                          f"train something first (python 03_train_mnist.py --quick, then change a setting "
-                          f"and run it again), or point --out-dir at the folder your runs wrote to.")
-    with path.open(newline="") as f:
-        return [{key: _cell_value(value or "") for key, value in row.items()} for row in csv.DictReader(f)]
-
-
-def filter_runs(runs: list[dict], where: dict) -> list[dict]:
-    """Keep the runs whose settings equal every `where` value (given as text, e.g. {"optimizer": "adam"})."""
-    known = set().union(*runs) if runs else set()
-    unknown = [key for key in where if key not in known]
-    if unknown:
-        raise CourseError(f"experiments.csv has no column {', '.join(unknown)}; its columns are: "
-                          f"{', '.join(sorted(known))}.")
-    wanted = {key: _cell_value(value) for key, value in where.items()}
-    # 0 == 0.0 and 1 == True in Python: "dropout=0" keeps rows where dropout is 0.0.
-    return [run for run in runs if all(run.get(key) == value for key, value in wanted.items())]
-
-
-def best_runs(runs: list[dict], *, k: int = 10, by: str = "best_val_accuracy") -> list[dict]:
-    """The k runs with the highest `by`, best first.
-
-    Rank by VALIDATION accuracy: picking the winner by test accuracy would
-    make the test set part of your tuning, and its score would no longer be
-    an honest estimate (see "Train, Validation & Test Sets").
-    """
-    return sorted((run for run in runs if run.get(by) is not None), key=lambda run: run[by], reverse=True)[:k]
-
-
-def varying_settings(runs: list[dict]) -> tuple[list[str], dict]:
-    """Split the hyperparameter columns into (those that differ between runs, {name: value} of the rest)."""
-    columns = [key for key in dict.fromkeys(key for run in runs for key in run) if key not in RESULT_COLUMNS]
-    varying, constant = [], {}
-    for key in columns:
-        values = {repr(run.get(key)) for run in runs}
-        if len(values) > 1:
-            varying.append(key)
-        else:
-            constant[key] = runs[0].get(key)
-    return varying, constant
-
-
-def accuracy_by_value(runs: list[dict], setting: str) -> list[dict]:
-    """For each value of `setting` (runs without it are skipped): how many runs, the best and the mean
-    best validation accuracy. Sorted by value."""
-    groups = {}
-    for run in runs:
-        if run.get(setting) is not None:
-            groups.setdefault(run[setting], []).append(run["best_val_accuracy"])
-    return [{"value": value, "runs": len(acc), "best_val_accuracy": max(acc),
-             "mean_best_val_accuracy": sum(acc) / len(acc)}
-            for value, acc in sorted(groups.items(), key=lambda item: (isinstance(item[0], str), item[0]))]
-
-
-def format_runs_table(runs: list[dict], columns: list[str]) -> str:
-    """A plain-text table: rank, script, the given setting columns, accuracies, seconds."""
-    def show(value) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:g}"
-        return str(value)
-
-    header = ["#", "script", *columns, "val acc", "test acc", "seconds"]
-    lines = [[str(rank), show(run.get("script")), *(show(run.get(c)) for c in columns),
-              f"{100 * run['best_val_accuracy']:.2f}%",
-              "-" if run.get("test_accuracy") is None else f"{100 * run['test_accuracy']:.2f}%",
-              "-" if run.get("train_seconds") is None else f"{run['train_seconds']:.1f}"]
-             for rank, run in enumerate(runs, 1)]
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(width) if i != 1 else cell.ljust(width)
-                               for i, (cell, width) in enumerate(zip(row, widths)))
-                     for row in [header, *lines])
-
-
-def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title: str | None = None,
-                      show: bool = False) -> Path:
-    """Best validation accuracy of every run against one setting, one colour per script.
-
-    Each dot is one run; the line joins the best run at each value (the best
-    is a fairer summary than the mean when other settings changed too: one
-    broken run does not drag it down). A number setting (lr, hidden, dropout)
-    gets a number axis, on a log scale when its values span a factor of 10 or
-    more (learning rates, layer sizes); anything else (optimizer, batch_norm)
-    gets one column per value. Dots that sit apart at the same value differ
-    in another setting, or only in their seed.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
-
-    runs = [run for run in runs if run.get(setting) is not None]
-    values = [run[setting] for run in runs]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    order = sorted(set(values)) if numeric else sorted(set(map(str, values)))
-    position = (lambda v: float(v)) if numeric else (lambda v: float(order.index(str(v))))
-    log_axis = numeric and min(values) > 0 and max(values) / min(values) >= 10
-    fig, ax = plt.subplots(figsize=(8, 5))
-    scripts = list(dict.fromkeys(run["script"] for run in runs))
-    for index, script in enumerate(scripts):
-        color = plt.get_cmap("tab10")(index)
-        mine = [run for run in runs if run["script"] == script]
-        # On a column axis, each script's dots sit a little apart so they do not hide each other.
-        shift = 0.0 if numeric else 0.12 * (index - (len(scripts) - 1) / 2)
-        xs = [position(run[setting]) + shift for run in mine]
-        ys = [100 * run["best_val_accuracy"] for run in mine]
-        ax.plot(xs, ys, "o", color=color, alpha=0.55, label=f"{script}: {len(mine)} run{'s' if len(mine) > 1 else ''}")
-        best = {}
-        for x, y in zip(xs, ys):
-            best[x] = max(best.get(x, -math.inf), y)
-        if len(best) > 1:
-            ax.plot(sorted(best), [best[x] for x in sorted(best)], "-", color=color, alpha=0.8,
-                    label=f"{script}: best run at each value")
-    if log_axis:
-        ax.set_xscale("log")
-    if len(order) <= 12:  # few values: a tick at each, written as in the log (0.001, not 10^-3)
-        ax.set_xticks([position(v) for v in order], [f"{v:g}" if numeric else v for v in order])
-        ax.xaxis.set_minor_locator(NullLocator())
-    if not numeric:
-        ax.set_xlim(-0.5, len(order) - 0.5)
-    ax.set(xlabel=setting + (" (log scale)" if log_axis else ""), ylabel="best validation accuracy (%)",
-           title=title or f"Validation accuracy against {setting}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
-    return finish_figure(fig, path, show=show)
+# Reading experiments.csv back (05 --compare-runs): course/lab_notebook.py.
+from course.lab_notebook import (  # noqa: E402
+    RESULT_COLUMNS, accuracy_by_value, best_runs, filter_runs, format_runs_table, plot_runs_against,
+    read_experiments, varying_settings,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -1546,7 +1346,7 @@ def finish_figure(fig, path: str | Path, *, show: bool = False) -> Path:
     if show and not _HEADLESS:
         plt.show()
     plt.close(fig)
-    return path
+    return note_written(path)
 
 
 def plot_training_history(history: dict, path: str | Path, *, title: str = "Training history",
@@ -1556,7 +1356,9 @@ def plot_training_history(history: dict, path: str | Path, *, title: str = "Trai
     How to read it: both curves falling and close together is a good fit;
     training loss still falling while validation loss rises is overfitting;
     both high and flat is underfitting; a jagged or rising training loss
-    means the learning rate is too high.
+    means the learning rate is too high. The accuracy axis always spans at
+    least 10 points, so a gap of a few tenths does not look like a cliff;
+    with early stopping, the kept epoch is marked.
     """
     import matplotlib.pyplot as plt
 
@@ -1564,10 +1366,17 @@ def plot_training_history(history: dict, path: str | Path, *, title: str = "Trai
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_loss.plot(epochs, history["train_loss"], "o-", color=TRAIN_COLOR, label="train")
     ax_loss.plot(epochs, history["val_loss"], "o-", color=VAL_COLOR, label="validation")
-    ax_loss.set(title="Loss (lower is better)", xlabel="epoch", ylabel="cross-entropy loss")
+    ax_loss.set(title="Loss (lower is better)", xlabel="epoch", ylabel="loss")
+    accuracies = [100 * a for a in history["train_accuracy"] + history["val_accuracy"]]
     ax_acc.plot(epochs, [100 * a for a in history["train_accuracy"]], "o-", color=TRAIN_COLOR, label="train")
     ax_acc.plot(epochs, [100 * a for a in history["val_accuracy"]], "o-", color=VAL_COLOR, label="validation")
+    top = min(100.0, max(accuracies) + 1)
+    ax_acc.set_ylim(max(0.0, min(min(accuracies) - 1, top - 10)), top)
     ax_acc.set(title="Accuracy (higher is better)", xlabel="epoch", ylabel="accuracy (%)")
+    if history.get("stopped_early"):
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(history["best_epoch"], color="grey", linestyle="--",
+                       label=f"kept: epoch {history['best_epoch']} (best val loss)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -99,7 +99,7 @@ def test_05_compare_runs_reads_what_03_wrote(tiny_mnist, tmp_path, capsys):
     assert results["best"][0]["best_val_accuracy"] == pytest.approx(best_val, abs=1e-4)
     by_value = {row["value"]: row for row in results["by_value"]}
     assert set(by_value) == {8, 32} and by_value[32]["runs"] == 2
-    assert results["varying"] == ["hidden", "lr"] and "Careful: lr also changed" in out
+    assert sorted(results["varying"]) == ["hidden", "lr"] and "Careful: lr also changed" in out
     assert json.loads((tmp_path / "compare_runs.json").read_text())["runs"] == 3
     assert matplotlib.image.imread(tmp_path / "runs_by_hidden.png").shape[1] >= 600
 

@@ -1,0 +1,170 @@
+"""Reading the lab notebook (experiments.csv) back: which run was best, and what mattered?
+
+Used by `05_experiment_architectures.py --compare-runs`; lessons call these
+through dl_utils (`dl_utils.read_experiments`, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+# experiments.csv is plain text, so every cell comes back as a string. These
+# helpers turn the cells back into numbers, keep the runs you ask for, rank
+# them and plot accuracy against one setting (05_experiment_architectures.py
+# --compare-runs uses them).
+RESULT_COLUMNS = ("time", "script", "parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device")
+
+
+def _cell_value(text: str):
+    """One CSV cell -> None, True/False, int, float or the string itself."""
+    text = text.strip()
+    if text == "" or text.lower() == "none":
+        return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_experiments(path: str | Path) -> list[dict]:
+    """Read experiments.csv back: one dict per run, numbers as numbers, empty cells as None."""
+    path = Path(path)
+    if not path.exists():
+        raise _course_error(f"There is no experiment log at {path} yet. Every training run adds a row to it: "
+                          f"train something first (python 03_train_mnist.py --quick, then change a setting "
+                          f"and run it again), or point --out-dir at the folder your runs wrote to.")
+    with path.open(newline="") as f:
+        return [{key: _cell_value(value or "") for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def filter_runs(runs: list[dict], where: dict) -> list[dict]:
+    """Keep the runs whose settings equal every `where` value (given as text, e.g. {"optimizer": "adam"})."""
+    known = set().union(*runs) if runs else set()
+    unknown = [key for key in where if key not in known]
+    if unknown:
+        raise _course_error(f"experiments.csv has no column {', '.join(unknown)}; its columns are: "
+                          f"{', '.join(sorted(known))}.")
+    wanted = {key: _cell_value(value) for key, value in where.items()}
+    # 0 == 0.0 and 1 == True in Python: "dropout=0" keeps rows where dropout is 0.0.
+    return [run for run in runs if all(run.get(key) == value for key, value in wanted.items())]
+
+
+def best_runs(runs: list[dict], *, k: int = 10, by: str = "best_val_accuracy") -> list[dict]:
+    """The k runs with the highest `by`, best first.
+
+    Rank by VALIDATION accuracy: picking the winner by test accuracy would
+    make the test set part of your tuning, and its score would no longer be
+    an honest estimate (see "Train, Validation & Test Sets").
+    """
+    return sorted((run for run in runs if run.get(by) is not None), key=lambda run: run[by], reverse=True)[:k]
+
+
+def varying_settings(runs: list[dict]) -> tuple[list[str], dict]:
+    """Split the hyperparameter columns into (those that differ between runs, {name: value} of the rest)."""
+    columns = [key for key in dict.fromkeys(key for run in runs for key in run) if key not in RESULT_COLUMNS]
+    varying, constant = [], {}
+    for key in columns:
+        values = {repr(run.get(key)) for run in runs}
+        if len(values) > 1:
+            varying.append(key)
+        else:
+            constant[key] = runs[0].get(key)
+    return varying, constant
+
+
+def accuracy_by_value(runs: list[dict], setting: str) -> list[dict]:
+    """For each value of `setting` (runs without it are skipped): how many runs, the best and the mean
+    best validation accuracy. Sorted by value."""
+    groups = {}
+    for run in runs:
+        if run.get(setting) is not None:
+            groups.setdefault(run[setting], []).append(run["best_val_accuracy"])
+    return [{"value": value, "runs": len(acc), "best_val_accuracy": max(acc),
+             "mean_best_val_accuracy": sum(acc) / len(acc)}
+            for value, acc in sorted(groups.items(), key=lambda item: (isinstance(item[0], str), item[0]))]
+
+
+def format_runs_table(runs: list[dict], columns: list[str]) -> str:
+    """A plain-text table: rank, script, the given setting columns, accuracies, seconds."""
+    def show(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+    header = ["#", "script", *columns, "val acc", "test acc", "seconds"]
+    lines = [[str(rank), show(run.get("script")), *(show(run.get(c)) for c in columns),
+              f"{100 * run['best_val_accuracy']:.2f}%",
+              "-" if run.get("test_accuracy") is None else f"{100 * run['test_accuracy']:.2f}%",
+              "-" if run.get("train_seconds") is None else f"{run['train_seconds']:.1f}"]
+             for rank, run in enumerate(runs, 1)]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(width) if i != 1 else cell.ljust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths)))
+                     for row in [header, *lines])
+
+
+def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title: str | None = None,
+                      show: bool = False) -> Path:
+    """Best validation accuracy of every run against one setting, one colour per script.
+
+    Each dot is one run; the line joins the best run at each value (the best
+    is a fairer summary than the mean when other settings changed too: one
+    broken run does not drag it down). A number setting (lr, hidden, dropout)
+    gets a number axis, on a log scale when its values span a factor of 10 or
+    more (learning rates, layer sizes); anything else (optimizer, batch_norm)
+    gets one column per value. Dots that sit apart at the same value differ
+    in another setting, or only in their seed.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    runs = [run for run in runs if run.get(setting) is not None]
+    values = [run[setting] for run in runs]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    order = sorted(set(values)) if numeric else sorted(set(map(str, values)))
+    position = (lambda v: float(v)) if numeric else (lambda v: float(order.index(str(v))))
+    log_axis = numeric and min(values) > 0 and max(values) / min(values) >= 10
+    fig, ax = plt.subplots(figsize=(8, 5))
+    scripts = list(dict.fromkeys(run["script"] for run in runs))
+    for index, script in enumerate(scripts):
+        color = plt.get_cmap("tab10")(index)
+        mine = [run for run in runs if run["script"] == script]
+        # On a column axis, each script's dots sit a little apart so they do not hide each other.
+        shift = 0.0 if numeric else 0.12 * (index - (len(scripts) - 1) / 2)
+        xs = [position(run[setting]) + shift for run in mine]
+        ys = [100 * run["best_val_accuracy"] for run in mine]
+        ax.plot(xs, ys, "o", color=color, alpha=0.55, label=f"{script}: {len(mine)} run{'s' if len(mine) > 1 else ''}")
+        best = {}
+        for x, y in zip(xs, ys):
+            best[x] = max(best.get(x, -math.inf), y)
+        if len(best) > 1:
+            ax.plot(sorted(best), [best[x] for x in sorted(best)], "-", color=color, alpha=0.8,
+                    label=f"{script}: best run at each value")
+    if log_axis:
+        ax.set_xscale("log")
+    if len(order) <= 12:  # few values: a tick at each, written as in the log (0.001, not 10^-3)
+        ax.set_xticks([position(v) for v in order], [f"{v:g}" if numeric else v for v in order])
+        ax.xaxis.set_minor_locator(NullLocator())
+    if not numeric:
+        ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set(xlabel=setting + (" (log scale)" if log_axis else ""), ylabel="best validation accuracy (%)",
+           title=title or f"Validation accuracy against {setting}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    from dl_utils import finish_figure
+
+    return finish_figure(fig, path, show=show)
+
+
+def _course_error(message: str):
+    from dl_utils import CourseError  # imported late: dl_utils imports this module
+
+    return CourseError(message)
