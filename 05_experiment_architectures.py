@@ -770,7 +770,7 @@ def main(argv=None) -> dict:
     # One data set for every run: the same 55,000 / 5,000 split and the same
     # normalisation; only the seed changes the weights and the batch order.
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device)
+                                    seed=args.seed, device=device, pixels=args.pixels)
     print(f"Data: {len(data.train_loader.dataset):,} training, {len(data.val_loader.dataset):,} validation, "
           f"{len(data.test_loader.dataset):,} test images")
     if args.lr_sweep:
