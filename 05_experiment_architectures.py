@@ -276,9 +276,9 @@ def ensemble_accuracy(probabilities: list[torch.Tensor], labels: torch.Tensor) -
 # ---------------------------------------------------------------------------
 # Each seed gives other initial weights and another batch order, and so a
 # slightly different test accuracy. The mean of n seeds wobbles by about
-# std / sqrt(n) (its "standard error"). A rough rule: call the gap between
-# two means real only when it is more than twice the standard error of that
-# gap, sqrt(se_a^2 + se_b^2). Within that, the ranking could flip with other
+# std / sqrt(n) (its "standard error"). The course calls the standard error
+# of a gap, sqrt(se_a^2 + se_b^2), its "noise", everywhere. A rough rule:
+# call the gap between two means real only when it is more than twice its noise. Within that, the ranking could flip with other
 # seeds. It is a rule of thumb, not a proof: 3 seeds estimate the spread
 # itself only roughly, and every run here shares one train/validation split.
 def compare(a: dict, b: dict) -> dict:
@@ -847,7 +847,8 @@ def main(argv=None) -> dict:
     if comparisons:
         print("\nThe course's hypothesis: ThreeLayerNN >= TwoLayerNN >= TanhNN, and all beat NoActivationNN. Measured:")
         for c in comparisons:
-            print(f"  {c['a']} - {c['b']}: {100 * c['gap']:+.2f} points (noise +-{200 * c['noise']:.2f}): {c['verdict']}")
+            print(f"  {c['a']} - {c['b']}: {100 * c['gap']:+.2f} points (noise {100 * c['noise']:.2f}, "
+                  f"so real beyond {200 * c['noise']:.2f}): {c['verdict']}")
 
     n_epochs = len(entries[0]["history"]["epoch"])
     plot_path = plot_comparison(
