@@ -186,7 +186,7 @@ def pixel_normalization(how: str, args) -> dict | None:
 
 
 def describe_inputs(how: str, data) -> str:
-    return {"both": f"Normalisation from the training images: (x - {data.mean:.4f}) / {data.std:.4f}",
+    return {"both": f"Normalisation from the training images: mean {data.mean:.4f}, std {data.std:.4f}",
             "center": f"Centred only: x - {data.mean:.4f} (not divided by the std)",
             "scale": f"Scaled only: x / {data.std:.4f} (not centred: every input still >= 0)",
             "none": "No normalisation: the network sees raw pixel values in [0, 1]"}[how]
