@@ -582,7 +582,9 @@ def gradient_experiment(config: tuple, *, args, data, device, batch) -> dict:
     val = dl_utils.evaluate_model(model, data.val_loader, device=device)["accuracy"] if diverged_at is None else None
     return {"name": name, "activation": activation, "init": init, "batch_norm": batch_norm,
             "grad_norm_at_init": at_init, "grad_norm_after": after,
-            "first_over_last_at_init": at_init[0] / at_init[-1], "train_loss": losses,
+            "first_over_last_at_init": at_init[0] / at_init[-1],
+            # log10(last / first): how many factors of 10 the gradient lost on its way down to layer 1
+            "decades_lost_at_init": math.log10(at_init[-1] / at_init[0]), "train_loss": losses,
             "diverged_at_step": diverged_at, "val_accuracy": val}
 
 
@@ -633,6 +635,9 @@ def run_gradients(args, data, device) -> dict:
                    else f"{100 * entry['val_accuracy']:.2f}%")
         norms = entry["grad_norm_at_init"]
         print(f"{entry['name']:34s} {norms[0]:22.2g} {norms[-1]:9.2g}   {outcome}")
+    kaiming = [e for e in entries if (e["activation"], e["init"], e["batch_norm"]) == ("relu", "kaiming", False)]
+    for entry in entries:  # layer 1's gradient against the healthy network's: far above 1 = exploding
+        entry["layer1_vs_kaiming"] = entry["grad_norm_at_init"][0] / kaiming[0]["grad_norm_at_init"][0] if kaiming else None
     print(f"(gradient norms at initialisation. Layer 1 far below layer {args.depth}: the first layers get almost "
           "no gradient, vanishing. Every layer far above the Kaiming network's: exploding. "
           f"Validation accuracy after {args.steps} steps; chance is 10%)")
