@@ -8,6 +8,9 @@ What you will learn
   * how to save a model so that 04_load_model.py can use it later
   * how changing one hyperparameter (hidden size, optimizer, learning rate,
     dropout) changes the result: every setting below has a flag
+  * what an untrained network does (loss ~ ln 10, chance accuracy), and what
+    breaks when you break one thing on purpose: --init, --labels, --loss,
+    --normalize, --pixels (LEARNING_GUIDE.md "Break it on purpose")
 
 Run first: 01_hello_pytorch.py and 02_load_mnist.py (02 downloads MNIST).
 
@@ -15,6 +18,8 @@ Run it
     python 03_train_mnist.py                         # the full lesson, 10 epochs
     python 03_train_mnist.py --quick                 # 1 epoch on 5,000 images: seconds
     python 03_train_mnist.py --hidden 32 --lr 0.01   # change it and rerun
+    python 03_train_mnist.py --init zeros --epochs 2 --subset 5000   # break it: all neurons equal
+    python 03_train_mnist.py --labels random --subset 1000 --hidden 512 --epochs 40   # memorise noise
     python 03_train_mnist.py --data-dir ../shared/data   # MNIST kept elsewhere (offline)
     python 03_train_mnist.py --help                  # every flag and its default
 

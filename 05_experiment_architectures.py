@@ -9,9 +9,12 @@ What you will learn
     Tanh) and no activation at all really change, measured
   * why a network without non-linearities is just one linear map, and what
     such a linear classifier still reaches on MNIST (about 92%, not "nothing")
-  * (with --lr-sweep) how accuracy depends on the learning rate, and (with
-    --compare-runs) how to read your experiment log: best runs, and accuracy
-    against any setting you have varied
+  * what an ensemble of the seeds' models gains (their softmax outputs averaged)
+  * (with --lr-sweep) how to choose a learning rate on validation data and test
+    only the choice; (with --compare-runs) how to read your experiment log
+  * break it on purpose: (with --gradients) vanishing and exploding gradients
+    in a 15-layer network and the fixes; (with --leakage) how much choosing
+    on the test set flatters the number you report
 
 Run first: 03_train_mnist.py (the two-layer network here is 03's SimpleNN).
 
@@ -20,6 +23,8 @@ Run it
     python 05_experiment_architectures.py --quick           # 1 epoch on 5,000 images, 1 seed: seconds
     python 05_experiment_architectures.py --arch two-layer tanh --seeds 5   # two networks, 5 seeds
     python 05_experiment_architectures.py --lr-sweep 0.0001,0.001,0.01,0.1  # learning rates, one network
+    python 05_experiment_architectures.py --gradients                       # 6 deep MLPs, 400 SGD steps each
+    python 05_experiment_architectures.py --leakage 20 --subset 5000 --epochs 2   # pick by test vs by validation
     python 05_experiment_architectures.py --compare-runs hidden             # rank the runs in outputs/experiments.csv
     python 05_experiment_architectures.py --compare-runs lr --where optimizer=adam   # only the Adam runs
     python 05_experiment_architectures.py --data-dir ../shared/data         # MNIST kept elsewhere
@@ -29,14 +34,18 @@ Writes (in outputs/, or --out-dir)
     05_<Name>.pth                 each network's checkpoint, from the run with the first seed
     05_experiment_architectures.json   the measurements: "architectures" is a list with, per network,
                                   name, parameters, test_accuracy (mean over seeds), its spread,
-                                  train_seconds, history and one dl_utils.summarize_run per seed
+                                  ensemble_test_accuracy, train_seconds, history and one
+                                  dl_utils.summarize_run per seed
     experiments.csv               one row per training run (network x seed)
-    lr_sweep.png, lr_sweep.json   with --lr-sweep only (instead of the comparison)
+    lr_sweep.png, lr_sweep.json   with --lr-sweep only (instead of the comparison): chosen_lr, by validation
+    gradient_norms.png, gradients.json   with --gradients only
+    leakage.png, leakage.json     with --leakage only
     runs_by_<setting>.png, compare_runs.json   with --compare-runs only (it trains nothing)
 
 How long: measured on the course's 2-core CPU, one run (5 epochs) takes 4.7-5.9 s, 10.4 s
 for ThreeLayerNN, so the default 12 runs take 86 s for the whole script.
---quick: 5.3 s. --compare-runs: 2.6 s. The seconds in the table are those of YOUR run: a busy CPU inflates them.
+--quick: 5.3 s. --compare-runs: 2.6 s. --gradients: 30.9 s and --leakage 20 --subset 5000
+--epochs 2: 35.7 s, both measured under load on that CPU (with one thread). The seconds in the table are those of YOUR run: a busy CPU inflates them.
 """
 
 import argparse
