@@ -44,7 +44,7 @@ Writes (in outputs/, or --out-dir)
 
 How long: measured on the course's 2-core CPU, one run (5 epochs) takes 4.7-5.9 s, 10.4 s
 for ThreeLayerNN, so the default 12 runs take 86 s for the whole script.
---quick: 5.3 s. --compare-runs: 2.6 s. --gradients: 30.9 s and --leakage 20 --subset 5000
+--quick: 5.3 s. --compare-runs: 2.6 s. --gradients: 31.3 s and --leakage 20 --subset 5000
 --epochs 2: 35.7 s, both measured under load on that CPU (with one thread). The seconds in the table are those of YOUR run: a busy CPU inflates them.
 """
 
