@@ -27,7 +27,7 @@ Run it
     python 05_experiment_architectures.py --leakage 20 --subset 5000 --epochs 2   # pick by test vs by validation
     python 05_experiment_architectures.py --compare-runs hidden             # rank the runs in outputs/experiments.csv
     python 05_experiment_architectures.py --compare-runs lr --where optimizer=adam   # only the Adam runs
-    python 05_experiment_architectures.py --data-dir ../shared/data         # MNIST kept elsewhere
+    python 05_experiment_architectures.py --data-dir DATA_DIR    # MNIST kept in DATA_DIR/MNIST/raw/
 
 Writes (in outputs/, or --out-dir)
     architecture_comparison.png   validation accuracy per epoch, test accuracy vs parameters, seconds

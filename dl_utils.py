@@ -385,8 +385,9 @@ def load_mnist_data(
     Why in memory: the usual pipeline (see `standard_mnist_loaders`) turns
     each image into a tensor and normalises it in Python, one image at a
     time, every epoch: 60,000 small Python calls per epoch. Measured on a
-    2-core CPU, that costs about 10 s per epoch for data alone (11.7 s vs 1.0 s per epoch,
-    benchmarks/bench_training.py), ten times what the MLP itself needs. All of MNIST as float32 is only
+    2-core CPU (benchmarks/bench_training.py, README "Performance"), that
+    made an epoch of 03 about ten times slower: the data work, not the MLP,
+    took most of the time. All of MNIST as float32 is only
     70,000 x 784 x 4 bytes = 220 MB, so we normalise it once, keep one tensor,
     and a batch is just `images[index]`. On a GPU the whole tensor moves to
     the GPU once, so no batch ever crosses the PCIe bus again. The trade-off:
@@ -554,22 +555,24 @@ def evaluate_model(model: nn.Module, loader, *, loss_fn: nn.Module | None = None
     """Mean loss and accuracy of `model` on `loader`; returns {"loss", "accuracy"}.
 
     `model.eval()` turns dropout off and makes batch norm use its running
-    statistics; `torch.no_grad()` skips recording the graph that backward()
-    would need: less memory, more speed, and no chance of training by mistake.
-    The loss is NaN when no loss_fn is given.
+    statistics; `torch.inference_mode()` (a stricter `torch.no_grad()`) skips
+    recording the graph that backward() would need: less memory, more speed,
+    and no chance of training by mistake. The loss is NaN when no loss_fn is
+    given. The sums stay on the device until the end: one wait for a GPU,
+    not one per batch.
     """
     model.eval()
     total_loss, total_correct, seen = 0.0, 0, 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             if loss_fn is not None:
-                total_loss += loss_fn(logits, labels).item() * len(labels)
-            total_correct += (logits.argmax(dim=1) == labels).sum().item()
+                total_loss = total_loss + loss_fn(logits, labels) * len(labels)
+            total_correct = total_correct + (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
-    return {"loss": total_loss / seen if loss_fn is not None else float("nan"),
-            "accuracy": total_correct / seen}
+    return {"loss": float(total_loss) / seen if loss_fn is not None else float("nan"),
+            "accuracy": int(total_correct) / seen}
 
 
 def collect_predictions(model: nn.Module, loader, *, device: torch.device | str = "cpu"):
@@ -588,7 +591,7 @@ def collect_predictions(model: nn.Module, loader, *, device: torch.device | str 
 
 
 def format_epoch(epoch: int, epochs: int, train: dict, val: dict, seconds: float) -> str:
-    """`Epoch 1/10: train loss 0.28 acc 92.1% | val loss 0.14 acc 95.9% | 1.6s`"""
+    """One line per epoch, e.g. `Epoch 1/10: train loss 0.28 acc 92.1% | val loss 0.14 acc 95.9% | 1.6s`"""
     return (f"Epoch {epoch}/{epochs}: train loss {train['loss']:.3f} acc {100 * train['accuracy']:.1f}% | "
             f"val loss {val['loss']:.3f} acc {100 * val['accuracy']:.1f}% | {seconds:.1f}s")
 

@@ -5,11 +5,11 @@ quoted from the files this script writes, and tests/test_docs.py checks each
 quoted number against them. Rerun it after changing a script, then update
 the docs where the numbers moved.
 
-    python benchmarks/run_all.py --data-dir ../shared/data            # everything (~15 min, 2-core CPU)
-    python benchmarks/run_all.py --data-dir ../shared/data --only 03_train_mnist 04_load_model
+    python benchmarks/run_all.py --data-dir DATA_DIR            # everything (~15 min, 2-core CPU)
+    python benchmarks/run_all.py --data-dir DATA_DIR --only 03_train_mnist 04_load_model
     # own_digits reads the checkpoints of earlier runs; --from names the folders of a previous run_all
-    python benchmarks/run_all.py --data-dir ../shared/data --only own_digits \
-        --from 03_train_mnist=/tmp/run_all_x 06_cnn_mnist=/tmp/run_all_x 06_augment=/tmp/06_augment_y
+    python benchmarks/run_all.py --data-dir DATA_DIR --only own_digits \
+        --from 03_train_mnist=DIR1 06_cnn_mnist=DIR1 06_augment=DIR2
 
 Each run is a separate process, as a learner would start it, timed from
 start to exit with its peak memory (RSS). For run NAME it writes
@@ -66,6 +66,8 @@ RUNS = [
     ("03_underfit", "03_train_mnist.py", ["--hidden", "2"], ["training_history.png"], VARIANTS),
     ("03_lr_too_high", "03_train_mnist.py", ["--lr", "0.05"], ["training_history.png"], VARIANTS),
     ("06_augment", "06_cnn_mnist.py", ["--augment"], []),
+    # Headline numbers with their spread: the defaults again with other seeds (option "seeds").
+    ("03_seeds", "03_train_mnist.py", [], [], {"seeds": [0, 1, 2, 3, 4]}),
     # The experiment log of all the 03 variants above, read back.
     ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
      {**VARIANTS, "results": "compare_runs"}),
@@ -140,8 +142,42 @@ def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *,
             output = output.replace(used, written)
     # The log reads as if run from the repo with the default outputs/ folder.
     output = output.replace(str(out_dir), "outputs").replace(str(REPO) + "/", "")
+    output = output.replace(str(Path(data_dir).resolve()), "DATA_DIR")  # no path of this machine in the docs
     return {"command": " ".join(shown), "wall_seconds": round(wall, 2),
             "peak_rss_mb": round(usage.ru_maxrss / 1024), "output": output}
+
+
+def run_seeds(name: str, script: str, flags: list, seeds: list, data_dir: str, stem: str) -> tuple[dict, dict]:
+    """Run the script once per seed (each in a folder of its own); return the spread and the logs.
+
+    The results hold `test_accuracy_per_seed` (and validation, time) plus
+    mean, min, max and standard deviation: what a learner's own run of the
+    same command should land near.
+    """
+    import statistics
+
+    runs, outputs = [], []
+    for seed in seeds:
+        out_dir = Path(tempfile.mkdtemp(prefix=f"{name}_{seed}_"))
+        seeded = [*flags, "--seed", str(seed)]
+        print(f"== {name}: python {script} {' '.join(seeded)}  (out-dir {out_dir})", flush=True)
+        measured = run(name, script, seeded, out_dir, data_dir)
+        result = json.loads((out_dir / f"{stem}.json").read_text())
+        runs.append({"seed": seed, "test_accuracy": result["test_accuracy"],
+                     "best_val_accuracy": result["best_val_accuracy"], "train_seconds": result["train_seconds"],
+                     "wall_seconds": measured["wall_seconds"], "peak_rss_mb": measured["peak_rss_mb"],
+                     "load_average": result.get("load_average")})
+        outputs.append(f"$ python {script} {' '.join(seeded)}\n{measured['output']}")
+    accuracies = [r["test_accuracy"] for r in runs]
+    results = {"script": Path(script).stem, "flags": flags, "seeds": seeds, "runs": runs,
+               "test_accuracy_per_seed": accuracies,
+               "test_accuracy_mean": statistics.mean(accuracies), "test_accuracy_min": min(accuracies),
+               "test_accuracy_max": max(accuracies), "test_accuracy_std": statistics.stdev(accuracies),
+               **{k: result.get(k) for k in ("device", "cpu", "threads", "torch_version")}}
+    measured = {"command": f"python {script} {' '.join(flags)} --seed S, S in {seeds}",
+                "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 2),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "output": "\n".join(outputs)}
+    return results, measured
 
 
 def main(argv=None) -> None:
@@ -179,14 +215,20 @@ def main(argv=None) -> None:
                 and not (out_dir / "mnist_model.pth").exists() and "03_train_mnist" not in args.only:
             # 04 and 06 need 03's model, from this run or from a folder given with --from.
             raise SystemExit(f"{name} needs 03's model: add 03_train_mnist to --only, or give --from 03_train_mnist=DIR.")
-        print(f"== {name}: python {script} {' '.join(flags)}  (out-dir {out_dir})", flush=True)
-        measured = run(name, script, flags, out_dir, args.data_dir, shown_flags=template)
         stem = options.get("results", Path(script).stem)
-        results = json.loads((out_dir / f"{stem}.json").read_text())
+        if "seeds" in options:
+            results, measured = run_seeds(name, script, flags, options["seeds"], args.data_dir, stem)
+        else:
+            print(f"== {name}: python {script} {' '.join(flags)}  (out-dir {out_dir})", flush=True)
+            measured = run(name, script, flags, out_dir, args.data_dir, shown_flags=template)
+            results = json.loads((out_dir / f"{stem}.json").read_text())
         results["run"] = {k: measured[k] for k in ("command", "wall_seconds", "peak_rss_mb")}
         results["run"]["machine"] = machine()
         results["run"]["date"] = time.strftime("%Y-%m-%d")
-        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        text = json.dumps(results, indent=2) + "\n"
+        for folder in sorted(set(folders.values()) | {str(out_dir)}, key=len, reverse=True):
+            text = text.replace(folder, "outputs")  # paths of this machine read as a learner's
+        (RESULTS / f"{name}.json").write_text(text.replace(str(Path(args.data_dir).resolve()), "DATA_DIR"))
         (RESULTS / f"{name}.log").write_text(measured["output"])
         for figure in figures:
             shutil.copy(out_dir / figure, IMAGES / f"{name}_{figure}")

@@ -168,3 +168,116 @@ def test_ctrl_c_mid_training_exits_130_and_keeps_the_old_checkpoint(tiny_mnist, 
     assert "Interrupted during epoch" in err and "Nothing of this run was saved" in err
     assert previous.read_bytes() == b"the checkpoint of the last finished run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_model.pth"]  # no temp files
+
+
+# ---------------------------------------------------------------------------
+# Newcomer paths: what the project ships works on a learner's machine
+# ---------------------------------------------------------------------------
+MACHINE_PATH = __import__("re").compile(r"\.\./shared|/work/|/root/|/home/\w|/Users/\w|/tmp/[\w.-]+/|[A-Z]:\\\\Users")
+
+
+def tracked_files():
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        return [REPO / name for name in names.splitlines() if (REPO / name).is_file()]
+    except (OSError, subprocess.CalledProcessError):  # no git: every file but the local ones
+        skip = {".git", ".venv", "outputs", "data", "__pycache__"}
+        return [p for p in REPO.rglob("*") if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
+
+
+def test_no_shipped_file_names_a_path_of_this_machine():
+    found = []
+    for path in tracked_files():
+        if path.suffix in (".png", ".pth") or path.name == "test_toolbox.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
+    assert found == [], "say --data-dir DATA_DIR (or /path/to/folder) instead:\n" + "\n".join(found)
+
+
+def test_the_machine_path_check_can_fail():
+    assert MACHINE_PATH.search("python 03_train_mnist.py --data-dir ../shared/data")
+    assert MACHINE_PATH.search("Looking in /work/shared/data/MNIST/raw")
+    assert not MACHINE_PATH.search("python 03_train_mnist.py --data-dir DATA_DIR --out-dir outputs/cnn")
+
+
+def header_commands():
+    """(file, line, script, args) for every `python X.py ...` line in a script's opening docstring."""
+    import ast
+
+    from test_docs import python_commands
+
+    commands = []
+    for path in sorted([*REPO.glob("0*.py"), *REPO.glob("benchmarks/*.py"), *REPO.glob("exercises/*.py")]):
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        joined = docstring.replace("\\\n", " ")
+        for number, line in enumerate(joined.splitlines(), 1):
+            commands += [(path.name, number, script, args) for script, args in python_commands(line)]
+    return commands
+
+
+def test_every_command_in_a_script_header_uses_real_flags():
+    from test_docs import check_command
+
+    commands = header_commands()
+    assert len(commands) > 20  # every lesson shows several
+    problems = []
+    for name, number, script, args in commands:
+        if not (REPO / script).is_file():
+            problems.append(f"{name} header line {number}: {script} does not exist")
+            continue
+        problems += [f"{name} header line {number}: {p}" for p in check_command(script, args)]
+    assert problems == []
+
+
+def test_files_named_in_header_commands_are_written_by_some_script():
+    import re
+
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in
+                        [*REPO.glob("*.py"), *REPO.glob("course/*.py"), *REPO.glob("exercises/*.py")])
+    missing = []
+    for name, number, script, args in header_commands():
+        for arg in args:
+            match = re.fullmatch(r"outputs/(?:[\w-]+/)*([\w-]+\.(?:pth|png|json|csv))", arg)
+            if match and f'"{match.group(1)}"' not in sources and f"'{match.group(1)}'" not in sources:
+                missing.append(f"{name} header line {number}: nothing writes {arg}")
+    assert missing == []
+
+
+EXACT_FIGURE = __import__("re").compile(r"\b\d+\.\d\d%|\b\d+\.\d+ ?s\b|\b\d+\.\d+ ms\b")
+
+
+def prose_lines(path):
+    """(line number, text) of the comments and docstrings of a Python file: what a learner reads."""
+    import io
+    import tokenize
+
+    lines = []
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline):
+        if token.type == tokenize.COMMENT:
+            lines.append((token.start[0], token.string))
+        elif token.type == tokenize.STRING and token.string.startswith(('"""', "'''", 'r"""')):
+            lines += [(token.start[0] + i, text) for i, text in enumerate(token.string.splitlines())]
+    return lines
+
+
+def test_figures_in_script_comments_are_rounded_and_sourced():
+    """An exact figure in a comment goes stale the day a script changes, and another machine gives
+    another: scripts say "about 16 s" / "about 68%" and point to README "Results", where the docs test
+    checks each exact figure against docs/results."""
+    files = [*REPO.glob("0*.py"), REPO / "dl_utils.py", *REPO.glob("course/*.py")]
+    found = []
+    for path in files:
+        for number, text in prose_lines(path):
+            if "e.g." in text or text.lstrip().startswith(("`Epoch", "Epoch ")):
+                continue  # an example of a printed line, not a claim
+            if EXACT_FIGURE.search(text):
+                found.append(f"{path.name}:{number}: {text.strip()[:110]}")
+    assert found == [], "round these and point to README 'Results':\n" + "\n".join(found)
+
+
+def test_the_figure_check_can_fail():
+    assert EXACT_FIGURE.search("# measured: 0.05 reaches only 68.10%")
+    assert EXACT_FIGURE.search("How long: 16.1 s for the whole script")
+    assert not EXACT_FIGURE.search("How long: about 16 s (README.md 'Results')")
