@@ -42,10 +42,12 @@ Writes (in outputs/, or --out-dir)
     leakage.png, leakage.json     with --leakage only
     runs_by_<setting>.png, compare_runs.json   with --compare-runs only (it trains nothing)
 
-How long: measured on the course's 2-core CPU, one run (5 epochs) takes 4.7-5.9 s, 10.4 s
-for ThreeLayerNN, so the default 12 runs take 86 s for the whole script.
---quick: 5.3 s. --compare-runs: 2.6 s. --gradients: 31.3 s and --leakage 20 --subset 5000
---epochs 2: 35.7 s, both measured under load on that CPU (with one thread). The seconds in the table are those of YOUR run: a busy CPU inflates them.
+How long: on the course's 2-core CPU one run (5 epochs) takes about 5 s, about 10 s for
+ThreeLayerNN, so the default 12 runs take about 85 s for the whole script; --quick and
+--compare-runs: a few seconds; --gradients and --leakage 20 --subset 5000 --epochs 2: about
+half a minute each (measured while the machine was busy; README.md "Results" and
+docs/results/ have the figures). The seconds in the table are those of YOUR run: a busy CPU
+inflates them.
 """
 
 import argparse
