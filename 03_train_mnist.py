@@ -211,6 +211,9 @@ def report_untrained(model: nn.Module, data, loss_fn: nn.Module, loss_name: str,
         # about -ln(1/10) = ln 10 = 2.303. Accuracy: one right guess in 10.
         print("  (ln 10 = 2.303: nearly equal scores give every digit ~1/10, and -ln(1/10) = ln 10; "
               "chance accuracy is 10%)")
+    else:  # mse: probabilities ~1/10 against one-hot: ((1 - 0.1)^2 + 9 * 0.1^2) / 10 = 0.09
+        print("  (squared error: ~1/10 for every digit against a one-hot label gives (0.9^2 + 9 * 0.1^2) / 10 = 0.09; "
+              "its gradient fades when a prediction is confidently wrong, so it learns more slowly: SoftmaxMSELoss)")
     print(f"  true digits:  {' '.join(str(int(d)) for d in labels)}")
     print(f"  its guesses:  {' '.join(str(int(g)) for g in guesses)}   "
           f"({int((guesses == labels).sum())} of {len(labels)} right; confidence "
