@@ -84,15 +84,25 @@ def test_ensemble_averages_probabilities():
     assert arch.ensemble_accuracy([sure, unsure, unsure], torch.tensor([0])) == 0.0
 
 
-def test_05_comparison_reports_the_ensemble(tiny_mnist, tmp_path):
+def test_05_comparison_reports_the_ensemble(tiny_mnist, tmp_path, monkeypatch):
+    seen = []
+    real = arch.ensemble_accuracy
+
+    def spy(probabilities, labels):
+        seen.append([p.clone() for p in probabilities])
+        return real(probabilities, labels)
+
+    monkeypatch.setattr(arch, "ensemble_accuracy", spy)
     two = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST, "--arch", "two-layer",
                      "--seeds", "2"])["architectures"][0]
+    # One average of two DIFFERENT models' test probabilities (one per seed), scored once.
+    assert len(seen) == 1 and len(seen[0]) == 2 and seen[0][0].shape == (200, 10)
+    assert not torch.equal(seen[0][0], seen[0][1])
+    labels = dl_utils.load_mnist_data(tiny_mnist, subset=300).test_loader.labels
+    assert two["ensemble_test_accuracy"] == real(seen[0], labels)
     one = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST, "--arch", "two-layer",
                      "--seeds", "1"])["architectures"][0]
     assert one["ensemble_test_accuracy"] is None  # one model is no ensemble
-    assert isinstance(two["ensemble_test_accuracy"], float)
-    # The ensemble's accuracy is a count of right answers on the 200 test images, not a mean of the seeds'.
-    assert (200 * two["ensemble_test_accuracy"]) == pytest.approx(round(200 * two["ensemble_test_accuracy"]))
 
 
 # ---------------------------------------------------------------------------
