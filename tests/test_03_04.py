@@ -56,7 +56,11 @@ def test_04_reproduces_03_exactly(trained, tiny_mnist):
     assert reloaded["test_accuracy"] == results["test_accuracy"]
     assert reloaded["identical_to_checkpoint"] is True
     assert "size mismatch for fc1.weight" in reloaded["architecture_mismatch_error"]
-    assert json.loads((out / "04_load_model.json").read_text())["test_accuracy"] == results["test_accuracy"]
+    saved = json.loads((out / "04_load_model.json").read_text())
+    assert saved["test_accuracy"] == results["test_accuracy"]
+    # every flag is recorded as parsed, so a new flag can never be left out of the results
+    assert set(saved["settings"]) == set(dl_utils.settings_from_args(load.build_parser().parse_args([])))
+    assert saved["settings"]["hidden"] == load.HIDDEN and saved["settings"]["draw"] is False
     assert_png(out / "predictions.png")
 
 
