@@ -75,6 +75,30 @@ RUNS = [
     # The experiment log of all the 03 variants above, read back.
     ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
      {**VARIANTS, "results": "compare_runs"}),
+    # Break it on purpose (issue 11): 03 with one thing spoilt (LEARNING_GUIDE.md "Break it").
+    ("03_init_zeros", "03_train_mnist.py", ["--init", "zeros", "--epochs", "2", "--subset", "5000"], []),
+    ("03_init_constant", "03_train_mnist.py", ["--init", "constant", "--epochs", "2", "--subset", "5000"], []),
+    ("03_random_labels", "03_train_mnist.py", ["--labels", "random", "--epochs", "3", "--subset", "5000"], []),
+    ("03_memorise", "03_train_mnist.py", ["--labels", "random", "--subset", "1000", "--hidden", "512",
+                                          "--epochs", "40"], ["training_history.png"]),
+    ("03_epochs_3", "03_train_mnist.py", ["--epochs", "3"], []),
+    ("03_epochs_3_shuffled", "03_train_mnist.py", ["--epochs", "3", "--pixels", "shuffled"], []),
+    ("03_mse", "03_train_mnist.py", ["--loss", "mse"], ["training_history.png"]),
+    ("03_overfit_early_stopping", "03_train_mnist.py", ["--subset", "1000", "--epochs", "40", "--hidden", "512",
+                                                        "--patience", "3"], []),
+    # Normalisation isolated: centring only, scaling only, both, neither; Adam and plain SGD.
+    *[(f"03_norm_{how}_{name}", "03_train_mnist.py", ["--normalize", how, *flags], [])
+      for name, flags in (("adam", []), ("sgd", ["--optimizer", "sgd", "--lr", "0.01"]))
+      for how in ("both", "center", "scale", "none")],
+    # Break it on purpose (issue 11): 05's experiments on pitfalls, one flag each.
+    ("05_lr_sweep", "05_experiment_architectures.py", ["--arch", "two-layer", "--lr-sweep", "0.0001,0.001,0.01,0.1"],
+     ["lr_sweep.png"], {"results": "lr_sweep"}),
+    ("05_relu_vs_tanh", "05_experiment_architectures.py", ["--arch", "two-layer", "tanh", "--epochs", "15"],
+     ["architecture_comparison.png"]),
+    ("05_gradients", "05_experiment_architectures.py", ["--gradients"], ["gradient_norms.png"],
+     {"results": "gradients"}),
+    ("05_leakage", "05_experiment_architectures.py", ["--leakage", "20", "--subset", "5000", "--epochs", "2"],
+     ["leakage.png"], {"results": "leakage"}),
     ("07_mlp", "03_train_mnist.py", ["--epochs", "3"], [], LOOK),
     ("07_cnn", "06_cnn_mnist.py", ["--epochs", "1"], [], LOOK),
     ("07_look_inside", "07_look_inside.py", [], ["mlp_weights.png", "saliency.png", "feature_space.png",

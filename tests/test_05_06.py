@@ -116,14 +116,6 @@ def test_05_same_seed_same_result_for_a_network(tiny_mnist, tmp_path):
     assert alone["architectures"][0]["test_accuracy"] == after_others["architectures"][1]["test_accuracy"]
 
 
-def test_05_lr_sweep(tiny_mnist, tmp_path):
-    results = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST,
-                         "--seeds", "1", "--arch", "two-layer", "--lr-sweep", "0.01,0.001"])
-    assert [row["lr"] for row in results["lr_sweep"]] == [0.001, 0.01]
-    assert json.loads((tmp_path / "lr_sweep.json").read_text())["arch"] == "TwoLayerNN"
-    assert_png(tmp_path / "lr_sweep.png")
-
-
 @pytest.mark.parametrize("flags", [["--arch", "resnet"], ["--lr-sweep", "0.1"], ["--lr-sweep", "0.1,fast"],
                                    ["--seeds", "0"]])
 def test_05_rejects_bad_flags(flags, capsys):
