@@ -281,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_data(args, device: torch.device):
+    """MNIST as three in-memory loaders (dl_utils.load_mnist_data), spoiled as the flags ask; prints what it got."""
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
+                                    seed=args.seed, device=device, pixels=args.pixels,
+                                    normalization=pixel_normalization(args.normalize, args))
+    n_train, n_val = len(data.train_loader.dataset), len(data.val_loader.dataset)
+    print(f"Data: {n_train:,} training, {n_val:,} validation, {len(data.test_loader.dataset):,} test images; "
+          f"{len(data.train_loader)} batches of up to {args.batch_size} per epoch")
+    print(describe_inputs(args.normalize, data))
+    if args.labels == "random":
+        shuffle_training_labels(data.train_loader)
+    return data
+
+
 def main(argv=None) -> dict:
     parser = build_parser()
     args = dl_utils.parse_args(parser, argv)
@@ -298,15 +312,7 @@ def main(argv=None) -> dict:
     device, why = dl_utils.get_device(args.device)
     print(f"Device: {device} ({why})")
 
-    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device, pixels=args.pixels,
-                                    normalization=pixel_normalization(args.normalize, args))
-    n_train, n_val = len(data.train_loader.dataset), len(data.val_loader.dataset)
-    print(f"Data: {n_train:,} training, {n_val:,} validation, {len(data.test_loader.dataset):,} test images; "
-          f"{len(data.train_loader)} batches of up to {args.batch_size} per epoch")
-    print(describe_inputs(args.normalize, data))
-    if args.labels == "random":
-        shuffle_training_labels(data.train_loader)
+    data = load_data(args, device)
 
     # -----------------------------------------------------------------------
     # 4. Model, loss, optimizer
@@ -349,19 +355,19 @@ def main(argv=None) -> dict:
     # -----------------------------------------------------------------------
     # 7. Save: weights + how to rebuild them + results
     # -----------------------------------------------------------------------
-    results = dl_utils.summarize_run(script="03_train_mnist", hyperparameters=config, history=history,
-                                     test_metrics=test, parameters=parameters, device=device)
+    metrics = {"test_accuracy": test["accuracy"], "best_val_accuracy": max(history["val_accuracy"]),
+               "train_seconds": sum(history["seconds"])}
     checkpoint_path = dl_utils.save_checkpoint(
         args.out_dir / MODEL_FILE, model=model, arch="SimpleNN", model_config=model_config,
-        hyperparameters=config,
-        metrics={k: results[k] for k in ("test_accuracy", "best_val_accuracy", "train_seconds")},
-        normalization=data.normalization)
+        hyperparameters=config, metrics=metrics, normalization=data.normalization)
     plot_path = dl_utils.plot_training_history(
         history, args.out_dir / "training_history.png", show=args.show,
         title=f"SimpleNN on MNIST ({dl_utils.changed_settings(parser, args)}): "
               f"test accuracy {100 * test['accuracy']:.2f}%")
-    results["checkpoint_kb"] = round(checkpoint_path.stat().st_size / 1024)
-    results["before_training"], results["distinct_hidden_neurons"] = before_training, distinct
+    results = {**dl_utils.summarize_run(script="03_train_mnist", hyperparameters=config, history=history,
+                                        test_metrics=test, parameters=parameters, device=device),
+               "checkpoint_kb": round(checkpoint_path.stat().st_size / 1024),
+               "before_training": before_training, "distinct_hidden_neurons": distinct}
     dl_utils.save_results(args.out_dir, "03_train_mnist", results)
     dl_utils.log_experiment(args.out_dir, results)
     print(f"Saved {checkpoint_path.name} ({checkpoint_path.stat().st_size / 1024:.0f} KB), "
