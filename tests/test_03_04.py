@@ -6,12 +6,11 @@ import os
 import subprocess
 import sys
 
-import matplotlib.image
 import pytest
 import torch
 
 import dl_utils
-from conftest import REPO, learner_photo, load_script
+from conftest import REPO, assert_png, learner_photo, load_script
 
 train = load_script("03_train_mnist")
 load = load_script("04_load_model")
@@ -23,11 +22,6 @@ def trained(tiny_mnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("out03")
     results = train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--epochs", "2"])
     return out, results
-
-
-def assert_png(path, min_width=400):
-    image = matplotlib.image.imread(path)
-    assert image.shape[1] >= min_width and image.std() > 0.01, f"{path} looks empty"
 
 
 def test_03_writes_everything_and_learns(trained):
@@ -144,7 +138,16 @@ def test_04_reads_your_own_digit_and_rejects_a_non_image(trained, tiny_mnist, tm
     out, _ = trained
     learner_photo(dl_utils.load_mnist_data(tiny_mnist), 3, tmp_path / "d.jpg", size=200, mode="RGB")
     results = load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "d.jpg")])
-    assert 0 <= results["image_prediction"] <= 9 and (out / "own_digit.png").stat().st_size > 10_000
+    # What 04 reports is what the saved model says about the prepared picture, with the saved normalisation
+    # (a wrong model, normalisation or preprocessing gives another answer or confidence):
+    checkpoint = dl_utils.load_checkpoint(out / "mnist_model.pth")
+    model = load.build_model(checkpoint, **{k: checkpoint["model_config"][k] for k in ("hidden", "batch_norm")})
+    model.load_state_dict(checkpoint["state_dict"])
+    _, _, tensor = dl_utils.prepare_digit_image(tmp_path / "d.jpg", **checkpoint["normalization"])
+    expected = dl_utils.predict_digit(model, tensor)
+    assert results["image_prediction"] == int(expected.argmax())
+    assert results["image_confidence"] == pytest.approx(float(expected.max()), abs=1e-6)
+    assert (out / "own_digit.png").stat().st_size > 10_000
     (tmp_path / "notes.png").write_text("this is not a picture")
     with pytest.raises(dl_utils.CourseError):
         load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "notes.png")])

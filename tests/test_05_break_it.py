@@ -9,20 +9,14 @@ by test accuracy flatters and picking by validation does not. Bad values exit wi
 import json
 import math
 
-import matplotlib.image
 import pytest
 import torch
 
 import dl_utils
-from conftest import load_script
+from conftest import assert_png, load_script
 
 arch = load_script("05_experiment_architectures")
 FAST = ["--epochs", "1", "--subset", "300", "--batch-size", "100"]
-
-
-def assert_png(path, min_width=400):
-    image = matplotlib.image.imread(path)
-    assert image.shape[1] >= min_width and image.std() > 0.01, f"{path} looks empty"
 
 
 # ---------------------------------------------------------------------------
