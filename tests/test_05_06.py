@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import dl_utils
-from conftest import load_script
+from conftest import learner_photo, load_script
 
 arch = load_script("05_experiment_architectures")
 cnn = load_script("06_cnn_mnist")
@@ -116,14 +116,6 @@ def test_05_same_seed_same_result_for_a_network(tiny_mnist, tmp_path):
     assert alone["architectures"][0]["test_accuracy"] == after_others["architectures"][1]["test_accuracy"]
 
 
-def test_05_lr_sweep(tiny_mnist, tmp_path):
-    results = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST,
-                         "--seeds", "1", "--arch", "two-layer", "--lr-sweep", "0.01,0.001"])
-    assert [row["lr"] for row in results["lr_sweep"]] == [0.001, 0.01]
-    assert json.loads((tmp_path / "lr_sweep.json").read_text())["arch"] == "TwoLayerNN"
-    assert_png(tmp_path / "lr_sweep.png")
-
-
 @pytest.mark.parametrize("flags", [["--arch", "resnet"], ["--lr-sweep", "0.1"], ["--lr-sweep", "0.1,fast"],
                                    ["--seeds", "0"]])
 def test_05_rejects_bad_flags(flags, capsys):
@@ -184,11 +176,7 @@ def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path, monkeyp
         assert_png(tmp_path / name)
 
     # 04 reloads the CNN and reads a picture with it, without training again.
-    from PIL import Image
-
-    data = dl_utils.load_mnist_data(tiny_mnist)
-    pixels = (data.test_loader.images[5, 0] * data.std + data.mean).clamp(0, 1).numpy()
-    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((150, 150)).save(tmp_path / "digit.png")
+    learner_photo(dl_utils.load_mnist_data(tiny_mnist), 5, tmp_path / "digit.png", size=150)
     reloaded = load_script("04_load_model").main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path / "04"),
                                                   "--model", str(tmp_path / "cnn_model.pth"),
                                                   "--image", str(tmp_path / "digit.png")])

@@ -12,7 +12,7 @@ Checks on README.md, LEARNING_GUIDE.md and ML_CONCEPTS_EXPLAINED.md:
     and agrees with docs/results/RUN.json to the precision it is shown
   * every percentage or time in a table under a "Results" heading has one
   * no `TODO(measure: ...)` placeholder is left once results exist
-  * ML_CONCEPTS_EXPLAINED.md has the 21 sections the scripts and the
+  * ML_CONCEPTS_EXPLAINED.md has the 22 sections the scripts and the
     guide link to, each with "See it in code" and "Try this"
 
 Markers (HTML comments, invisible on GitHub) sit right after the number:
@@ -85,6 +85,7 @@ CONCEPT_HEADINGS = [
     "Universal Approximation",
     "Vanishing & Exploding Gradients",
     "Initialization",
+    "Saliency, Calibration & Decision Boundaries",
 ]
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import dl_utils
-from conftest import load_script
+from conftest import learner_photo, load_script
 
 lesson06 = load_script("06_cnn_mnist")  # AugmentedLoader and fgsm_attack live next to the lesson that explains them
 
@@ -58,13 +58,8 @@ def test_fgsm_stays_within_epsilon_and_hurts_a_trained_model(tiny_mnist):
 
 
 def test_06_augment_adversarial_and_own_digit(tiny_mnist, tmp_path):
-    from PIL import Image
-
     cnn = lesson06
-    # A "photo" of a synthetic test digit: upscaled, dark ink on light paper.
-    data = dl_utils.load_mnist_data(tiny_mnist)
-    pixels = (data.test_loader.images[0, 0] * data.std + data.mean).clamp(0, 1).numpy()
-    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((280, 280)).save(tmp_path / "digit.png")
+    learner_photo(dl_utils.load_mnist_data(tiny_mnist), 0, tmp_path / "digit.png", size=280)
     results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "2",
                         "--augment", "--image", str(tmp_path / "digit.png")])
     assert results["hyperparameters"]["augment"] is True
