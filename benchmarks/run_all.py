@@ -153,7 +153,7 @@ def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *,
         raise SystemExit(f"{name} failed (exit {process.returncode}):\n{output[-3000:]}")
     shown_flags = shown_flags or flags
     shown = ["python", script, *shown_flags]
-    for used, written in zip(flags, shown_flags):  # e.g. /tmp/run_all_x/cnn_model.pth -> {06_cnn_mnist}/cnn_model.pth
+    for used, written in zip(flags, shown_flags):  # e.g. (a temporary folder)/cnn_model.pth -> {06_cnn_mnist}/cnn_model.pth
         if used != written:
             output = output.replace(used, written)
     # The log reads as if run from the repo with the default outputs/ folder.
