@@ -1,26 +1,44 @@
 """dl_utils.py - the course's shared toolbox.
 
-Every numbered script imports this file instead of repeating the same plumbing.
-Read it once after 03_train_mnist.py: nothing here is magic, and the training
-loop in `train_epoch` is THE loop the whole course uses.
+Every numbered lesson imports this file for what the lessons share. Read it
+once after 03_train_mnist.py: nothing here is magic. 03 writes its training
+loop out itself (`train_one_epoch`); `train_epoch` below is the same five
+steps, which 05 and 06 run through `train_model`.
 
-What lives here, in the order a script uses it:
+What lives here, in the order a lesson uses it; [03 05] = the lessons whose code calls it:
 
-    settings     add_common_args, positive_int, positive_float
-    device       get_device, set_seed
-    data         load_mnist_data (fast, in memory), standard_mnist_loaders (the usual way)
-    training     train_epoch, evaluate_model, train_model, collect_predictions
-    models       count_parameters
-    saving       save_checkpoint, load_checkpoint, save_results, log_experiment
-    comparing    read_experiments, filter_runs, best_runs, accuracy_by_value, format_runs_table,
-                 plot_runs_against
-    inspecting   confusion_matrix, most_confused_pairs, misclassified_indices
-    own digit    prepare_digit_image, predict_digit, format_top_k, plot_digit_prediction
-    plots        plot_training_history, plot_confusion_matrix, finish_figure
+    errors    CourseError [03 04 05 06 07], run [01 02 03 04 05 06 07]
+    settings  add_common_args [01 02 03 04 05 06 07], parse_args [01 02 03 04 05 06 07],
+              settings_from_args [01 02 03 04 06 07], changed_settings [03 06], positive_int [03 04 05 07],
+              positive_float [05], fraction [03 06], note_written
+    device    get_device [01 02 03 04 05 06 07], device_name [01 02 04 05 07], set_seed [01 02 03 04 05 06 07]
+    data      read_idx, read_mnist [02 03], resolve_data_dir [02], split_indices [02 03],
+              normalization_stats [02 03], shuffle_pixels, load_mnist_data [02 03 04 05 06 07],
+              InMemoryLoader [06], MNISTData [06], standard_mnist_loaders [02]
+    training  train_epoch, train_model [03 05 06 07], evaluate_model [03 04 05 06],
+              collect_predictions [04 05 06], format_epoch, count_parameters [03 04 05 06 07]
+    saving    save_checkpoint [03 05 06], load_checkpoint [04 06 07], state_dict_mismatches [04 07],
+              import_script [04 05 06 07], save_results [01 02 03 04 05 06 07], summarize_run [03 05 06],
+              log_experiment [03 05 06], machine_info [07]
+    comparing read_experiments [05], filter_runs [05], best_runs [05], varying_settings [05],
+              accuracy_by_value [05], format_runs_table [05], plot_runs_against [05], RESULT_COLUMNS [05]
+    inspecting confusion_matrix [06 07], most_confused_pairs [06 07], misclassified_indices [06]
+    own digit prepare_digit_image [04 06], classify_own_digit [04 06], predict_digit [04], format_top_k,
+              plot_digit_prediction, center_of_mass, MNIST_SIZE, MNIST_BOX, MNIST_STROKE
+    plots     finish_figure [01 02 05 06 07], plot_training_history [03 06], plot_confusion_matrix [06],
+              plot_prediction_grid [04 06]
+
+Names without a tag are used inside this toolbox (or by tests and benchmarks).
+The plumbing lives in course/, a package a learner need not read, and is
+imported below so that lessons write `dl_utils.X`: course/cli.py (settings,
+errors), course/records.py (results files, the experiment log),
+course/lab_notebook.py (comparing), course/own_digit.py (own digit).
+tests/test_toolbox.py checks that this map is true.
 
 Errors meant for a learner (missing data, a bad checkpoint, a loss that became
 NaN) are raised as `CourseError`: Python prints its message and exits with a
 non-zero status, without a traceback, because the message IS the lesson.
+`python dl_utils.py` checks your set-up (course/setup_check.py).
 """
 
 from __future__ import annotations

@@ -281,3 +281,56 @@ def test_the_figure_check_can_fail():
     assert EXACT_FIGURE.search("# measured: 0.05 reaches only 68.10%")
     assert EXACT_FIGURE.search("How long: 16.1 s for the whole script")
     assert not EXACT_FIGURE.search("How long: about 16 s (README.md 'Results')")
+
+
+# ---------------------------------------------------------------------------
+# dl_utils's module map is true
+# ---------------------------------------------------------------------------
+def lesson_users(name: str) -> set[str]:
+    """The lessons (two-digit numbers) whose CODE calls dl_utils.<name> (comments and docstrings don't count)."""
+    import io
+    import re
+    import tokenize
+
+    users = set()
+    for path in sorted(REPO.glob("0[0-9]_*.py")):
+        code = [t.string for t in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+                if t.type != tokenize.COMMENT and not (t.type == tokenize.STRING and t.string.startswith(('"""', "'''")))]
+        if re.search(rf"dl_utils\s*\.\s*{name}\b", " ".join(code)):
+            users.add(path.name[:2])
+    return users
+
+
+def module_map() -> dict[str, set[str]]:
+    """{name: lessons} from the map in dl_utils's docstring: lines `    area    name [03 05], name, ...`."""
+    import re
+
+    text = dl_utils.__doc__
+    block = text[text.index("What lives here"):text.index("\n\n", text.index("    "))]
+    entries = {}
+    for line in block.splitlines()[1:]:
+        body = re.sub(r"^\s{4}\S.{0,11}?\s{2,}", "", line) if re.match(r"^ {4}\S", line) else line
+        for name, tags in re.findall(r"\b([A-Za-z_]\w*)(?: \[([\d ]+)\])?(?:,|$)", body.strip()):
+            entries[name] = set(tags.split()) if tags else set()
+    return entries
+
+
+def public_names() -> set[str]:
+    import ast
+
+    tree = ast.parse((REPO / "dl_utils.py").read_text(encoding="utf-8"))
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")}
+    for node in tree.body:  # what dl_utils passes on from course/
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course"):
+            names |= {alias.name for alias in node.names}
+    return names
+
+
+def test_dl_utils_module_map_names_everything_with_the_lessons_that_use_it():
+    entries = module_map()
+    assert len(entries) > 40
+    assert sorted(public_names() - set(entries)) == [], "in dl_utils but not in its map"
+    assert sorted(n for n in entries if not hasattr(dl_utils, n)) == [], "in the map but not in dl_utils"
+    wrong = {name: (sorted(tags), sorted(lesson_users(name))) for name, tags in entries.items()
+             if tags != lesson_users(name)}
+    assert wrong == {}, "map tags (left) against the lessons whose code calls dl_utils.NAME (right)"
