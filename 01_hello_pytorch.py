@@ -22,7 +22,7 @@ Writes (in outputs/, or --out-dir)
     activation_functions.png   each activation and its slope, and softmax at 4 temperatures
     01_hello_pytorch.json      the numbers this script printed
 
-How long: about 5 s (4.8 s measured on the course's 2-core CPU, see README.md "Results"),
+How long: about 5 s on the course's 2-core CPU (the exact figure: README.md "Results"),
 most of it importing PyTorch and matplotlib.
 """
 
@@ -125,19 +125,15 @@ def plot_activations(path, *, show: bool = False):
     return dl_utils.finish_figure(fig, path, show=show)
 
 
-def main(argv=None) -> dict:
-    args = dl_utils.parse_args(build_parser(), argv)
-    dl_utils.set_seed(args.seed)
-    torch.set_printoptions(precision=4, sci_mode=False)  # 0.2424, not 2.4243e-01
-    results = {"script": "01_hello_pytorch", "torch_version": torch.__version__, "seed": args.seed}
-
-    # -----------------------------------------------------------------------
-    # 1. Creating tensors: shape, dtype, device
-    # -----------------------------------------------------------------------
-    # A tensor is an n-dimensional array of numbers of one type: a number
-    # (0-d), a vector (1-d), a matrix (2-d), a batch of images (4-d: batch,
-    # channel, height, width). Every tensor has a shape, a dtype (the type
-    # of its numbers) and a device (the memory it lives in).
+# ---------------------------------------------------------------------------
+# 1. Creating tensors: shape, dtype, device
+# ---------------------------------------------------------------------------
+# A tensor is an n-dimensional array of numbers of one type: a number
+# (0-d), a vector (1-d), a matrix (2-d), a batch of images (4-d: batch,
+# channel, height, width). Every tensor has a shape, a dtype (the type
+# of its numbers) and a device (the memory it lives in).
+def creating_tensors(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Section 1: returns the int matrix `a` (2, 3) and the float matrix `b` (3, 2) used in section 2."""
     section("1. Creating tensors")
     a = torch.tensor([[1, 2, 3], [4, 5, 6]])  # from a Python list: whole numbers -> int64
     b = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # a decimal point -> float32
@@ -145,18 +141,20 @@ def main(argv=None) -> dict:
     print(f"a = torch.tensor([[1, 2, 3], [4, 5, 6]])  shape {tuple(a.shape)}, dtype {a.dtype}, device {a.device}")
     print(f"b = 3 x 2 matrix of floats              shape {tuple(b.shape)}, dtype {b.dtype}")
     print(f"torch.zeros(2, 3) = {torch.zeros(2, 3).tolist()}, torch.arange(5) = {torch.arange(5).tolist()}")
-    print(f"torch.rand(2, 3) (seed {args.seed}):\n{r}")
+    print(f"torch.rand(2, 3) (seed {seed}):\n{r}")
     print(f"a.float() converts int64 -> {a.float().dtype}; networks compute in float32")
-    results["shapes"] = {"a": list(a.shape), "b": list(b.shape)}
-    results["dtypes"] = {"a": str(a.dtype), "b": str(b.dtype)}
+    return a, b
 
-    # -----------------------------------------------------------------------
-    # 2. Arithmetic and matrix multiplication
-    # -----------------------------------------------------------------------
-    # +, -, *, / and ** work element by element (shapes must match, or
-    # broadcast: section 4). `@` is matrix multiplication: (2, 3) @ (3, 2)
-    # -> (2, 2), each output the dot product of a row and a column. It is the
-    # core of every neural network layer: nn.Linear computes x @ W.T + b.
+
+# ---------------------------------------------------------------------------
+# 2. Arithmetic and matrix multiplication
+# ---------------------------------------------------------------------------
+# +, -, *, / and ** work element by element (shapes must match, or
+# broadcast: section 4). `@` is matrix multiplication: (2, 3) @ (3, 2)
+# -> (2, 2), each output the dot product of a row and a column. It is the
+# core of every neural network layer: nn.Linear computes x @ W.T + b.
+def arithmetic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Section 2: returns the matrix product a.float() @ b, (2, 2)."""
     section("2. Arithmetic and matrix multiplication")
     c = a.float()
     print(f"a + 10        = {(a + 10).tolist()}")
@@ -165,15 +163,18 @@ def main(argv=None) -> dict:
     product = c @ b
     print(f"c @ b: (2, 3) @ (3, 2) -> {tuple(product.shape)} = {product.tolist()}")
     print(f"  top-left by hand: 1*1 + 2*3 + 3*5 = {1 * 1 + 2 * 3 + 3 * 5}")
-    results["matmul"] = product.tolist()
+    return product
 
-    # -----------------------------------------------------------------------
-    # 3. Reshaping and indexing
-    # -----------------------------------------------------------------------
-    # view/reshape rearrange the same numbers into a new shape (the count
-    # must stay the same; -1 means "whatever fits"). A view shares memory
-    # with the original: no copy. This is how 03 flattens a (64, 1, 28, 28)
-    # batch of images into (64, 784) rows for its first Linear layer.
+
+# ---------------------------------------------------------------------------
+# 3. Reshaping and indexing
+# ---------------------------------------------------------------------------
+# view/reshape rearrange the same numbers into a new shape (the count
+# must stay the same; -1 means "whatever fits"). A view shares memory
+# with the original: no copy. This is how 03 flattens a (64, 1, 28, 28)
+# batch of images into (64, 784) rows for its first Linear layer.
+def reshaping_and_indexing() -> torch.Size:
+    """Section 3: returns the shape of a flattened batch of 64 images, (64, 784)."""
     section("3. Reshaping and indexing")
     t = torch.arange(12)
     grid = t.view(3, 4)
@@ -185,15 +186,18 @@ def main(argv=None) -> dict:
     print(f"after grid[0, 0] = 100, t[0] is {t[0].item()}: a view shares memory with the original")
     images = torch.zeros(64, 1, 28, 28)
     print(f"a batch of images {tuple(images.shape)} -> .view(64, -1) -> {tuple(images.view(64, -1).shape)}")
-    results["flattened_batch_shape"] = list(images.view(64, -1).shape)
+    return images.view(64, -1).shape
 
-    # -----------------------------------------------------------------------
-    # 4. Broadcasting
-    # -----------------------------------------------------------------------
-    # When shapes differ, PyTorch lines them up from the right; a dimension
-    # of size 1 (or a missing one) is stretched to match, without copying.
-    # (3, 1) + (4,) -> (3, 1) + (1, 4) -> (3, 4). That is how a layer adds
-    # one bias vector to every row of a batch.
+
+# ---------------------------------------------------------------------------
+# 4. Broadcasting
+# ---------------------------------------------------------------------------
+# When shapes differ, PyTorch lines them up from the right; a dimension
+# of size 1 (or a missing one) is stretched to match, without copying.
+# (3, 1) + (4,) -> (3, 1) + (1, 4) -> (3, 4). That is how a layer adds
+# one bias vector to every row of a batch.
+def broadcasting() -> torch.Size:
+    """Section 4: returns the shape of (3, 1) + (4,), which is (3, 4)."""
     section("4. Broadcasting")
     column = torch.tensor([[0], [10], [20]])  # (3, 1)
     row = torch.tensor([1, 2, 3, 4])  # (4,)
@@ -201,14 +205,17 @@ def main(argv=None) -> dict:
     print(f"column {tuple(column.shape)} + row {tuple(row.shape)} -> {tuple(table.shape)}:\n{table}")
     data = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
     print(f"data - data.mean(dim=0): (2, 2) - (2,) -> {(data - data.mean(dim=0)).tolist()}  (centre each column)")
-    results["broadcast_shape"] = list(table.shape)
+    return table.shape
 
-    # -----------------------------------------------------------------------
-    # 5. The NumPy bridge
-    # -----------------------------------------------------------------------
-    # torch.from_numpy(array) and tensor.numpy() do not copy: the tensor and
-    # the array are two views of the same memory (on the CPU), so changing
-    # one changes the other. torch.tensor(array) makes an independent copy.
+
+# ---------------------------------------------------------------------------
+# 5. The NumPy bridge
+# ---------------------------------------------------------------------------
+# torch.from_numpy(array) and tensor.numpy() do not copy: the tensor and
+# the array are two views of the same memory (on the CPU), so changing
+# one changes the other. torch.tensor(array) makes an independent copy.
+def numpy_bridge() -> bool:
+    """Section 5: returns True when from_numpy/numpy() shared memory and torch.tensor() copied."""
     section("5. The NumPy bridge")
     array = np.array([1.0, 2.0, 3.0])
     shared = torch.from_numpy(array)
@@ -220,57 +227,65 @@ def main(argv=None) -> dict:
     back = shared.numpy()
     shared[1] = -1.0
     print(f"shared[1] = -1: shared.numpy() = {back.tolist()}, the original array = {array.tolist()}")
-    results["numpy_shares_memory"] = bool(shared[0].item() == 99.0 and array[1] == -1.0
-                                          and copied[0].item() == 1.0)
+    return bool(shared[0].item() == 99.0 and array[1] == -1.0 and copied[0].item() == 1.0)
 
-    # -----------------------------------------------------------------------
-    # 6. Autograd: derivatives for free
-    # -----------------------------------------------------------------------
-    # requires_grad=True tells PyTorch to record every operation on x. Then
-    # y.backward() walks that record backwards (the chain rule) and stores
-    # dy/dx in x.grad. Training does exactly this, with a loss for y and a
-    # hundred thousand weights for x.
+
+# ---------------------------------------------------------------------------
+# 6. Autograd: derivatives for free
+# ---------------------------------------------------------------------------
+# requires_grad=True tells PyTorch to record every operation on x. Then
+# y.backward() walks that record backwards (the chain rule) and stores
+# dy/dx in x.grad. Training does exactly this, with a loss for y and a
+# hundred thousand weights for x.
+def autograd(x_value: float) -> dict:
+    """Section 6: dy/dx of y = x**2 + 3x from autograd and by hand, and after a second backward()."""
     section("6. Autograd")
-    x = torch.tensor(X_AUTOGRAD, requires_grad=True)
+    x = torch.tensor(x_value, requires_grad=True)
     y = x ** 2 + 3 * x
     y.backward()
-    by_hand = 2 * X_AUTOGRAD + 3  # d/dx (x^2 + 3x) = 2x + 3
+    by_hand = 2 * x_value + 3  # d/dx (x^2 + 3x) = 2x + 3
     gradient = x.grad.item()
-    print(f"y = x**2 + 3*x at x = {X_AUTOGRAD:g}: y = {y.item():g}")
+    print(f"y = x**2 + 3*x at x = {x_value:g}: y = {y.item():g}")
     print(f"autograd: dy/dx = x.grad = {gradient:g};  by hand: 2x + 3 = {by_hand:g}")
-    results["autograd"] = {"x": X_AUTOGRAD, "y": y.item(), "dy_dx": gradient, "dy_dx_by_hand": by_hand}
+    measured = {"x": x_value, "y": y.item(), "dy_dx": gradient, "dy_dx_by_hand": by_hand}
     y = x ** 2 + 3 * x  # a second backward() ADDS to x.grad: why training calls zero_grad()
     y.backward()
     print(f"after a second backward(), x.grad = {x.grad.item():g}: gradients add up until you zero them")
-    results["autograd"]["grad_after_two_backward_calls"] = x.grad.item()
+    return {**measured, "grad_after_two_backward_calls": x.grad.item()}
 
-    # -----------------------------------------------------------------------
-    # 7. Activation functions
-    # -----------------------------------------------------------------------
-    # A Linear layer only multiplies and adds, and two of them in a row are
-    # still one straight-line function. An activation bends the output, so
-    # stacked layers can learn curved decision boundaries. ReLU (zero for
-    # negatives) is the usual choice between layers; sigmoid squashes into
-    # (0, 1), tanh into (-1, 1). Their slopes (the dashed lines in the plot)
-    # matter: sigmoid and tanh are almost flat far from 0, so gradients
-    # through them vanish; ReLU keeps slope 1 for every positive input.
+
+# ---------------------------------------------------------------------------
+# 7. Activation functions
+# ---------------------------------------------------------------------------
+# A Linear layer only multiplies and adds, and two of them in a row are
+# still one straight-line function. An activation bends the output, so
+# stacked layers can learn curved decision boundaries. ReLU (zero for
+# negatives) is the usual choice between layers; sigmoid squashes into
+# (0, 1), tanh into (-1, 1). Their slopes (the dashed lines in the plot)
+# matter: sigmoid and tanh are almost flat far from 0, so gradients
+# through them vanish; ReLU keeps slope 1 for every positive input.
+def activation_table() -> dict:
+    """Section 7: every activation at SAMPLE_INPUTS, {"inputs": [...], name: [...]}."""
     section("7. Activation functions")
     inputs = torch.tensor(SAMPLE_INPUTS)
     print(f"{'x':>12} " + " ".join(f"{v:6.2f}" for v in SAMPLE_INPUTS))
-    results["activations"] = {"inputs": SAMPLE_INPUTS}
+    table = {"inputs": SAMPLE_INPUTS}
     for name, (fn, _, _) in ACTIVATIONS.items():
-        values = fn(inputs).tolist()
-        results["activations"][name] = values
-        print(f"{name:>12} " + " ".join(f"{v:6.2f}" for v in values))
+        table[name] = fn(inputs).tolist()
+        print(f"{name:>12} " + " ".join(f"{v:6.2f}" for v in table[name]))
+    return table
 
-    # -----------------------------------------------------------------------
-    # 8. Softmax: scores -> probabilities
-    # -----------------------------------------------------------------------
-    # A classifier's last layer outputs one raw score ("logit") per class:
-    # any real numbers. Softmax makes them positive (exp) and makes them
-    # sum to 1 (divide by the total). The largest logit gets the largest
-    # probability. Dividing the logits by a temperature T first keeps the
-    # order but changes the confidence: T < 1 sharper, T > 1 flatter.
+
+# ---------------------------------------------------------------------------
+# 8. Softmax: scores -> probabilities
+# ---------------------------------------------------------------------------
+# A classifier's last layer outputs one raw score ("logit") per class:
+# any real numbers. Softmax makes them positive (exp) and makes them
+# sum to 1 (divide by the total). The largest logit gets the largest
+# probability. Dividing the logits by a temperature T first keeps the
+# order but changes the confidence: T < 1 sharper, T > 1 flatter.
+def softmax_table() -> dict:
+    """Section 8: softmax of LOGITS (by torch and by hand), and at every temperature."""
     section("8. Softmax")
     logits = torch.tensor(LOGITS)
     exps = torch.exp(logits)
@@ -278,23 +293,27 @@ def main(argv=None) -> dict:
     print(f"{'logits':<22}{rounded(LOGITS)}")
     print(f"{'exp(logits)':<22}{rounded(exps.tolist())}, sum {exps.sum().item():.3f}")
     print(f"{'exp / sum = softmax':<22}{rounded(probs.tolist())}, sum {probs.sum().item():.3f}")
-    results["softmax"] = {"logits": LOGITS, "probabilities": probs.tolist(), "sum": probs.sum().item(),
-                          "by_hand": softmax_by_hand(logits).tolist(), "temperatures": {}}
+    by_temperature = {}
     for temperature in TEMPERATURES:
         p = torch.softmax(logits / temperature, dim=0)
-        results["softmax"]["temperatures"][str(temperature)] = p.tolist()
+        by_temperature[str(temperature)] = p.tolist()
         print(f"{f'T = {temperature:g}: softmax(z/T)':<22}{rounded(p.tolist())}  "
               f"(top class {p.argmax().item()} at {100 * p.max().item():.0f}%)")
     print("The order never changes with T, so neither does the prediction; only the confidence does.")
+    return {"logits": LOGITS, "probabilities": probs.tolist(), "sum": probs.sum().item(),
+            "by_hand": softmax_by_hand(logits).tolist(), "temperatures": by_temperature}
 
-    # -----------------------------------------------------------------------
-    # 9. Devices: CPU or GPU
-    # -----------------------------------------------------------------------
-    # A tensor lives on one device; maths needs all its tensors on the same
-    # one, so scripts move the model and the data with .to(device). "auto"
-    # picks an NVIDIA GPU (cuda), then an Apple one (mps), then the CPU.
+
+# ---------------------------------------------------------------------------
+# 9. Devices: CPU or GPU
+# ---------------------------------------------------------------------------
+# A tensor lives on one device; maths needs all its tensors on the same
+# one, so scripts move the model and the data with .to(device). "auto"
+# picks an NVIDIA GPU (cuda), then an Apple one (mps), then the CPU.
+def devices(preference: str) -> tuple[torch.device, float]:
+    """Section 9: the device --device picks, and how long one MATMUL_SIZE matrix multiply takes there (ms)."""
     section("9. Devices")
-    device, why = dl_utils.get_device(args.device)
+    device, why = dl_utils.get_device(preference)
     print(f"device: {device} ({why})")
     m = torch.rand(MATMUL_SIZE, MATMUL_SIZE).to(device)
     _ = m @ m  # a first run pays one-off start-up costs; time the second
@@ -308,14 +327,44 @@ def main(argv=None) -> dict:
     billions = MATMUL_SIZE ** 3 / 1e9  # n x n outputs, each a sum of n products
     print(f"m = torch.rand({MATMUL_SIZE}, {MATMUL_SIZE}).to(device) is on {m.device}; "
           f"m @ m ({billions:.1f} billion multiply-adds) took {ms:.1f} ms")
-    results["device"] = dl_utils.device_name(device)
-    results["matmul_ms"] = ms
+    return device, ms
 
-    # -----------------------------------------------------------------------
-    # 10. The picture
-    # -----------------------------------------------------------------------
+
+def main(argv=None) -> dict:
+    args = dl_utils.parse_args(build_parser(), argv)
+    dl_utils.set_seed(args.seed)
+    torch.set_printoptions(precision=4, sci_mode=False)  # 0.2424, not 2.4243e-01
+
+    # Sections 1-9, each a function above: read its comment, then its output.
+    a, b = creating_tensors(args.seed)
+    product = arithmetic(a, b)
+    flattened = reshaping_and_indexing()
+    broadcast = broadcasting()
+    numpy_shares_memory = numpy_bridge()
+    gradients = autograd(X_AUTOGRAD)
+    activations = activation_table()
+    softmax = softmax_table()
+    device, matmul_ms = devices(args.device)
+
+    # 10. The picture, and the record of what this run printed
     section("10. The plot")
     plot_path = plot_activations(args.out_dir / "activation_functions.png", show=args.show)
+    results = {
+        "script": "01_hello_pytorch",
+        "torch_version": torch.__version__,
+        "settings": dl_utils.settings_from_args(args),  # every flag, read from the parser: none can be missed
+        "shapes": {"a": list(a.shape), "b": list(b.shape)},
+        "dtypes": {"a": str(a.dtype), "b": str(b.dtype)},
+        "matmul": product.tolist(),
+        "flattened_batch_shape": list(flattened),
+        "broadcast_shape": list(broadcast),
+        "numpy_shares_memory": numpy_shares_memory,
+        "autograd": gradients,
+        "activations": activations,
+        "softmax": softmax,
+        "device": dl_utils.device_name(device),
+        "matmul_ms": matmul_ms,
+    }
     dl_utils.save_results(args.out_dir, "01_hello_pytorch", results)
     print(f"Saved {plot_path.name} and 01_hello_pytorch.json in {args.out_dir}")
     print("Next: python 02_load_mnist.py")

@@ -8,6 +8,9 @@ What you will learn
   * how to save a model so that 04_load_model.py can use it later
   * how changing one hyperparameter (hidden size, optimizer, learning rate,
     dropout) changes the result: every setting below has a flag
+  * what an untrained network does (loss ~ ln 10, chance accuracy), and what
+    breaks when you break one thing on purpose: --init, --labels, --loss,
+    --normalize, --pixels (LEARNING_GUIDE.md "Break it on purpose")
 
 Run first: 01_hello_pytorch.py and 02_load_mnist.py (02 downloads MNIST).
 
@@ -15,6 +18,8 @@ Run it
     python 03_train_mnist.py                         # the full lesson, 10 epochs
     python 03_train_mnist.py --quick                 # 1 epoch on 5,000 images: seconds
     python 03_train_mnist.py --hidden 32 --lr 0.01   # change it and rerun
+    python 03_train_mnist.py --init zeros --epochs 2 --subset 5000   # break it: all neurons equal
+    python 03_train_mnist.py --labels random --subset 1000 --hidden 512 --epochs 40   # memorise noise
     python 03_train_mnist.py --data-dir DATA_DIR      # MNIST kept in DATA_DIR/MNIST/raw/ (offline)
     python 03_train_mnist.py --help                  # every flag and its default
 
@@ -24,8 +29,8 @@ Writes (in outputs/, or --out-dir)
     03_train_mnist.json    the measured results (the docs quote this file)
     experiments.csv        one more row in your log of every training run
 
-How long: 16.1 s for the whole script, 11.0 s of it training, measured on the course's
-2-core CPU (README.md "Results"); --quick: 5.1 s.
+How long: about 15 s for the whole script on the course's 2-core CPU, about 10 s of it
+training (README.md "Results" has the measured figures); --quick: about 5 s.
 """
 
 import argparse
@@ -42,15 +47,22 @@ import dl_utils
 HIDDEN = 128  # neurons in the hidden layer: more = more capacity, slower; try 32 or 512
 EPOCHS = 10  # passes over the 55,000 training images; validation accuracy levels off around here
 BATCH_SIZE = 64  # images per step: small batches = many noisy steps, large = few smooth ones
-LEARNING_RATE = 1e-3  # Adam's usual starting point; measured: 50x higher (0.05) reaches only 68.10%
+LEARNING_RATE = 1e-3  # Adam's usual starting point; 50x higher (0.05) reaches only about 68% (README "Results")
 OPTIMIZER = "adam"  # adam adapts a step size per weight; plain sgd needs a larger lr (try 0.1)
 MOMENTUM = 0.0  # for sgd only: 0.9 lets steps build up speed along consistent directions
 DROPOUT = 0.0  # probability of zeroing each hidden neuron while training (regularisation; try 0.2)
 BATCH_NORM = False  # normalise the hidden layer per batch (see "Regularization")
-NORMALIZE = True  # shift/scale pixels to mean 0, std 1 (see "Normalization"); --no-normalize feeds 0..1
+NORMALIZE = "both"  # pixels -> (x - mean) / std; "center" (only - mean), "scale" (only / std), "none" (0..1)
 PATIENCE = None  # early stopping: stop after this many epochs without a better val loss
 SEED = 0  # same seed, same numbers (on the CPU)
 MODEL_FILE = "mnist_model.pth"  # 04_load_model.py looks for this name
+# Break it on purpose (LEARNING_GUIDE.md "Break it"): each flag spoils one thing, to see what it was for
+INIT = "default"  # "zeros" or "constant" start every hidden neuron the same: they stay the same
+CONSTANT_WEIGHT = 0.01  # --init constant: every weight and bias; small, so the logits start near 0
+LABELS = "true"  # "random": the training labels shuffled once; validation and test keep the true ones
+LABEL_SEED = 0  # the one fixed shuffle of --labels random (the same for every --seed)
+LOSS = "cross_entropy"  # "mse": squared error between softmax probabilities and one-hot labels
+PREVIEW_DIGITS = 10  # before training, the untrained network's guesses for this many validation digits
 
 
 # ---------------------------------------------------------------------------
@@ -86,6 +98,128 @@ def make_optimizer(name: str, params, *, lr: float, momentum: float) -> torch.op
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+
+# ---------------------------------------------------------------------------
+# 1b. Break it on purpose: what --init, --labels, --loss and --normalize change
+# ---------------------------------------------------------------------------
+def initialise_weights(model: SimpleNN, how: str) -> None:
+    """--init: "default" keeps PyTorch's random start; "zeros" sets fc1 and fc2 to 0; "constant" to CONSTANT_WEIGHT.
+
+    Why the default is random: neurons that start equal compute the same
+    output, so they get the same gradient and the same update, and stay
+    equal forever ("symmetry"). 128 identical neurons are one neuron. With
+    all zeros it is worse: fc2's zero weights send no gradient back to fc1,
+    and fc1's zero outputs give fc2 nothing to learn from, so only fc2's
+    bias moves (the network learns which digit is most common, nothing
+    more). See "Initialization" in ML_CONCEPTS_EXPLAINED.md.
+    """
+    if how == "default":
+        return
+    value = 0.0 if how == "zeros" else CONSTANT_WEIGHT
+    with torch.no_grad():
+        for layer in (model.fc1, model.fc2):
+            layer.weight.fill_(value)
+            layer.bias.fill_(value)
+
+
+def distinct_hidden_neurons(model: SimpleNN) -> int:
+    """How many different neurons the hidden layer holds (fc1's rows, weights + bias, equal to 4 decimals); prints it."""
+    rows = torch.cat([model.fc1.weight, model.fc1.bias[:, None]], dim=1).detach().cpu()  # (hidden, 785)
+    distinct, hidden = len(torch.unique(torch.round(rows, decimals=4), dim=0)), len(rows)
+    print(f"Distinct hidden neurons: {distinct} of {hidden}"
+          + (" (they started equal, so they stayed equal: symmetry)" if distinct < hidden else ""))
+    return distinct
+
+
+def shuffle_training_labels(loader, seed: int = LABEL_SEED) -> float:
+    """--labels random: give every training image the label of another one (one fixed shuffle).
+
+    The images and the digit counts stay the same; only which image has
+    which label is lost, so there is nothing left to learn, only to
+    memorise. Returns the fraction of images that kept their true label (~10%).
+    """
+    order = torch.randperm(len(loader.labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = loader.labels[order.to(loader.labels.device)]
+    kept = (shuffled == loader.labels).float().mean().item()
+    loader.labels = shuffled
+    loader.dataset = torch.utils.data.TensorDataset(loader.images, shuffled)
+    print(f"Random labels: the training labels are shuffled; {100 * kept:.1f}% happen to be right. "
+          "Validation and test keep the true labels.")
+    return kept
+
+
+class SoftmaxMSELoss(nn.Module):
+    """--loss mse: mean squared error between the softmax probabilities (B, 10) and one-hot labels (B, 10).
+
+    It learns, but slowly. Cross-entropy's gradient for the logits is
+    (probabilities - one_hot): a confidently wrong answer gets a push of
+    nearly 1. Squared error's gradient goes through softmax's slope,
+    p * (1 - p), which is near 0 exactly when p is near 0 or 1: the more
+    confidently wrong a prediction, the less it is corrected ("Loss Functions").
+    """
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.softmax(logits, dim=1)
+        one_hot = nn.functional.one_hot(labels, num_classes=logits.shape[1]).to(probabilities.dtype)
+        return nn.functional.mse_loss(probabilities, one_hot)  # mean over the B x 10 numbers
+
+
+def make_loss(name: str) -> nn.Module:
+    """cross_entropy: CrossEntropyLoss takes the raw logits and applies log-softmax itself, in a
+    numerically safe way (see "Loss Functions"); mse: SoftmaxMSELoss above."""
+    return nn.CrossEntropyLoss() if name == "cross_entropy" else SoftmaxMSELoss()
+
+
+def pixel_normalization(how: str, args) -> dict | None:
+    """--normalize: the {"mean", "std"} that load_mnist_data applies as (x - mean) / std, x in [0, 1].
+
+    "both" (None): load_mnist_data computes mean and std from the training
+    images. The others isolate the two halves: "center" subtracts the mean
+    only (std 1), "scale" divides by the std only (mean 0), "none" feeds
+    x as it is, in [0, 1]. The statistics come from the training images
+    only, as in load_mnist_data.
+    """
+    if how == "both":
+        return None
+    if how == "none":
+        return {"mean": 0.0, "std": 1.0}
+    images, _ = dl_utils.read_mnist(args.data_dir, train=True)
+    train_idx, _ = dl_utils.split_indices(len(images))
+    mean, std = dl_utils.normalization_stats(images[train_idx[:args.subset]])  # [:None] keeps all
+    return {"mean": mean, "std": 1.0} if how == "center" else {"mean": 0.0, "std": std}
+
+
+def describe_inputs(how: str, data) -> str:
+    return {"both": f"Normalisation from the training images: mean {data.mean:.4f}, std {data.std:.4f}",
+            "center": f"Centred only: x - {data.mean:.4f} (not divided by the std)",
+            "scale": f"Scaled only: x / {data.std:.4f} (not centred: every input still >= 0)",
+            "none": "No normalisation: the network sees raw pixel values in [0, 1]"}[how]
+
+
+def report_untrained(model: nn.Module, data, loss_fn: nn.Module, loss_name: str, device) -> dict:
+    """Before the first step: what does the network do with its random weights?"""
+    before = dl_utils.evaluate_model(model, data.val_loader, loss_fn=loss_fn, device=device)
+    images, labels = data.val_loader.images[:PREVIEW_DIGITS], data.val_loader.labels[:PREVIEW_DIGITS]
+    with torch.no_grad():  # evaluate_model has put the model in eval() mode
+        probabilities = torch.softmax(model(images), dim=1)
+    confidence, guesses = probabilities.max(dim=1)
+    print(f"\nBefore training: validation loss {before['loss']:.3f}, accuracy {100 * before['accuracy']:.2f}%")
+    if loss_name == "cross_entropy":
+        # Small random weights give 10 nearly equal logits, so softmax gives every
+        # digit about 1/10, and the loss, -ln(probability of the true digit), is
+        # about -ln(1/10) = ln 10 = 2.303. Accuracy: one right guess in 10.
+        print("  (ln 10 = 2.303: nearly equal scores give every digit ~1/10, and -ln(1/10) = ln 10; "
+              "chance accuracy is 10%)")
+    else:  # mse: probabilities ~1/10 against one-hot: ((1 - 0.1)^2 + 9 * 0.1^2) / 10 = 0.09
+        print("  (squared error: ~1/10 for every digit against a one-hot label gives (0.9^2 + 9 * 0.1^2) / 10 = 0.09; "
+              "its gradient fades when a prediction is confidently wrong, so it learns more slowly: SoftmaxMSELoss)")
+    print(f"  true digits:  {' '.join(str(int(d)) for d in labels)}")
+    print(f"  its guesses:  {' '.join(str(int(g)) for g in guesses)}   "
+          f"({int((guesses == labels).sum())} of {len(labels)} right; confidence "
+          f"{100 * confidence.min():.0f}-{100 * confidence.max():.0f}%: it has learnt nothing yet)")
+    return {"val_loss": before["loss"], "val_accuracy": before["accuracy"],
+            "labels": labels.tolist(), "guesses": guesses.tolist(), "confidence": confidence.tolist()}
 
 
 # ---------------------------------------------------------------------------
@@ -127,12 +261,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dropout probability after the hidden layer (default: %(default)s)")
     parser.add_argument("--batch-norm", action="store_true", default=BATCH_NORM,
                         help="add batch normalisation after the first layer")
-    parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=NORMALIZE,
-                        help="feed raw pixel values in [0, 1] instead of normalised ones, to see what it changes")
+    parser.add_argument("--normalize", choices=["both", "center", "scale", "none"], default=NORMALIZE,
+                        help="how pixels in [0, 1] are fed: both = (x - mean) / std, center = x - mean, "
+                             "scale = x / std, none = x (default: %(default)s)")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_const", const="none",
+                        help="the same as --normalize none: raw pixel values in [0, 1]")
+    parser.add_argument("--init", choices=["default", "zeros", "constant"], default=INIT,
+                        help="break it: start fc1 and fc2 random (default), all 0, or all "
+                             f"{CONSTANT_WEIGHT} (default: %(default)s)")
+    parser.add_argument("--labels", choices=["true", "random"], default=LABELS,
+                        help="break it: random = shuffle the training labels once, so there is nothing to "
+                             "learn, only to memorise (default: %(default)s)")
+    parser.add_argument("--loss", choices=["cross_entropy", "mse"], default=LOSS,
+                        help="break it: mse = squared error between softmax probabilities and one-hot labels "
+                             "(default: %(default)s)")
     parser.add_argument("--patience", type=dl_utils.positive_int, default=PATIENCE,
                         help="early stopping: epochs without a better validation loss before "
                              "stopping and restoring the best weights (default: off)")
     return parser
+
+
+def load_data(args, device: torch.device):
+    """MNIST as three in-memory loaders (dl_utils.load_mnist_data), spoiled as the flags ask; prints what it got."""
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
+                                    seed=args.seed, device=device, pixels=args.pixels,
+                                    normalization=pixel_normalization(args.normalize, args))
+    n_train, n_val = len(data.train_loader.dataset), len(data.val_loader.dataset)
+    print(f"Data: {n_train:,} training, {n_val:,} validation, {len(data.test_loader.dataset):,} test images; "
+          f"{len(data.train_loader)} batches of up to {args.batch_size} per epoch")
+    print(describe_inputs(args.normalize, data))
+    if args.labels == "random":
+        shuffle_training_labels(data.train_loader)
+    return data
 
 
 def main(argv=None) -> dict:
@@ -152,31 +312,22 @@ def main(argv=None) -> dict:
     device, why = dl_utils.get_device(args.device)
     print(f"Device: {device} ({why})")
 
-    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device, pixels=args.pixels,
-                                    normalization=None if args.normalize else {"mean": 0.0, "std": 1.0})
-    n_train, n_val = len(data.train_loader.dataset), len(data.val_loader.dataset)
-    print(f"Data: {n_train:,} training, {n_val:,} validation, {len(data.test_loader.dataset):,} test images; "
-          f"{len(data.train_loader)} batches of up to {args.batch_size} per epoch")
-    if args.normalize:
-        print(f"Normalisation from the training images: mean {data.mean:.4f}, std {data.std:.4f}")
-    else:
-        print("No normalisation: the network sees raw pixel values in [0, 1]")
+    data = load_data(args, device)
 
     # -----------------------------------------------------------------------
     # 4. Model, loss, optimizer
     # -----------------------------------------------------------------------
     model_config = {"hidden": args.hidden, "dropout": args.dropout, "batch_norm": args.batch_norm}
     model = SimpleNN(**model_config).to(device)
+    initialise_weights(model, args.init)
     parameters = dl_utils.count_parameters(model)
     print(model)
     # With hidden=128: (784*128 + 128) + (128*10 + 10) = 100,480 + 1,290 = 101,770.
     print(f"Parameters: {parameters:,}")
 
-    # CrossEntropyLoss takes the raw logits: it applies log-softmax itself,
-    # in a numerically safe way (see "Loss Functions").
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = make_loss(args.loss)  # CrossEntropyLoss unless --loss mse
     optimizer = make_optimizer(args.optimizer, model.parameters(), lr=args.lr, momentum=args.momentum)
+    before_training = report_untrained(model, data, loss_fn, args.loss, device)
 
     # -----------------------------------------------------------------------
     # 5. Train: train_one_epoch (section 2) once per epoch
@@ -199,22 +350,24 @@ def main(argv=None) -> dict:
     test = dl_utils.evaluate_model(model, data.test_loader, loss_fn=loss_fn, device=device)
     print(f"\nTest accuracy: {100 * test['accuracy']:.2f}% (loss {test['loss']:.3f}) "
           f"after {sum(history['seconds']):.1f}s of training")
+    distinct = distinct_hidden_neurons(model)  # 1 after --init zeros or constant
 
     # -----------------------------------------------------------------------
     # 7. Save: weights + how to rebuild them + results
     # -----------------------------------------------------------------------
-    results = dl_utils.summarize_run(script="03_train_mnist", hyperparameters=config, history=history,
-                                     test_metrics=test, parameters=parameters, device=device)
+    metrics = {"test_accuracy": test["accuracy"], "best_val_accuracy": max(history["val_accuracy"]),
+               "train_seconds": sum(history["seconds"])}
     checkpoint_path = dl_utils.save_checkpoint(
         args.out_dir / MODEL_FILE, model=model, arch="SimpleNN", model_config=model_config,
-        hyperparameters=config,
-        metrics={k: results[k] for k in ("test_accuracy", "best_val_accuracy", "train_seconds")},
-        normalization=data.normalization)
+        hyperparameters=config, metrics=metrics, normalization=data.normalization)
     plot_path = dl_utils.plot_training_history(
         history, args.out_dir / "training_history.png", show=args.show,
         title=f"SimpleNN on MNIST ({dl_utils.changed_settings(parser, args)}): "
               f"test accuracy {100 * test['accuracy']:.2f}%")
-    results["checkpoint_kb"] = round(checkpoint_path.stat().st_size / 1024)
+    results = {**dl_utils.summarize_run(script="03_train_mnist", hyperparameters=config, history=history,
+                                        test_metrics=test, parameters=parameters, device=device),
+               "checkpoint_kb": round(checkpoint_path.stat().st_size / 1024),
+               "before_training": before_training, "distinct_hidden_neurons": distinct}
     dl_utils.save_results(args.out_dir, "03_train_mnist", results)
     dl_utils.log_experiment(args.out_dir, results)
     print(f"Saved {checkpoint_path.name} ({checkpoint_path.stat().st_size / 1024:.0f} KB), "

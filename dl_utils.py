@@ -1,26 +1,44 @@
 """dl_utils.py - the course's shared toolbox.
 
-Every numbered script imports this file instead of repeating the same plumbing.
-Read it once after 03_train_mnist.py: nothing here is magic, and the training
-loop in `train_epoch` is THE loop the whole course uses.
+Every numbered lesson imports this file for what the lessons share. Read it
+once after 03_train_mnist.py: nothing here is magic. 03 writes its training
+loop out itself (`train_one_epoch`); `train_epoch` below is the same five
+steps, which 05 and 06 run through `train_model`.
 
-What lives here, in the order a script uses it:
+What lives here, in the order a lesson uses it; [03 05] = the lessons whose code calls it:
 
-    settings     add_common_args, positive_int, positive_float
-    device       get_device, set_seed
-    data         load_mnist_data (fast, in memory), standard_mnist_loaders (the usual way)
-    training     train_epoch, evaluate_model, train_model, collect_predictions
-    models       count_parameters, to_channels_last (a CNN speed-up on the CPU)
-    saving       save_checkpoint, load_checkpoint, save_results, log_experiment
-    comparing    read_experiments, filter_runs, best_runs, accuracy_by_value, format_runs_table,
-                 plot_runs_against
-    inspecting   confusion_matrix, most_confused_pairs, misclassified_indices
-    own digit    prepare_digit_image, predict_digit, format_top_k, plot_digit_prediction
-    plots        plot_training_history, plot_confusion_matrix, finish_figure
+    errors    CourseError [03 04 05 06 07], run [01 02 03 04 05 06 07]
+    settings  add_common_args [01 02 03 04 05 06 07], parse_args [01 02 03 04 05 06 07],
+              settings_from_args [01 02 03 04 06 07], changed_settings [03 06], positive_int [03 04 05 07],
+              positive_float [05], fraction [03 06], note_written
+    device    get_device [01 02 03 04 05 06 07], device_name [01 02 04 05 07], set_seed [01 02 03 04 05 06 07]
+    data      read_idx, read_mnist [02 03], resolve_data_dir [02], split_indices [02 03],
+              normalization_stats [02 03], shuffle_pixels, load_mnist_data [02 03 04 05 06 07],
+              InMemoryLoader [06], MNISTData [06], standard_mnist_loaders [02]
+    training  train_epoch, train_model [03 05 06 07], evaluate_model [03 04 05 06],
+              collect_predictions [04 05 06], format_epoch, count_parameters [03 04 05 06 07]
+    saving    save_checkpoint [03 05 06], load_checkpoint [04 06 07], state_dict_mismatches [04 07],
+              import_script [04 05 06 07], save_results [01 02 03 04 05 06 07], summarize_run [03 05 06],
+              log_experiment [03 05 06], machine_info [07]
+    comparing read_experiments [05], filter_runs [05], best_runs [05], varying_settings [05],
+              accuracy_by_value [05], format_runs_table [05], plot_runs_against [05], RESULT_COLUMNS [05]
+    inspecting confusion_matrix [06 07], most_confused_pairs [06 07], misclassified_indices [06]
+    own digit prepare_digit_image [04 06], classify_own_digit [04 06], predict_digit [04], format_top_k,
+              plot_digit_prediction, center_of_mass, MNIST_SIZE, MNIST_BOX, MNIST_STROKE
+    plots     finish_figure [01 02 05 06 07], plot_training_history [03 06], plot_confusion_matrix [06],
+              plot_prediction_grid [04 06]
+
+Names without a tag are used inside this toolbox (or by tests and benchmarks).
+The plumbing lives in course/, a package a learner need not read, and is
+imported below so that lessons write `dl_utils.X`: course/cli.py (settings,
+errors), course/records.py (results files, the experiment log),
+course/lab_notebook.py (comparing), course/own_digit.py (own digit).
+tests/test_toolbox.py checks that this map is true.
 
 Errors meant for a learner (missing data, a bad checkpoint, a loss that became
 NaN) are raised as `CourseError`: Python prints its message and exits with a
 non-zero status, without a traceback, because the message IS the lesson.
+`python dl_utils.py` checks your set-up (course/setup_check.py).
 """
 
 from __future__ import annotations
@@ -34,10 +52,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-import numpy as np
-import torch
-from torch import nn
+try:
+    import matplotlib
+    import numpy as np
+    import torch
+    from torch import nn
+except ImportError as missing:  # say how to fix it, not a traceback (`python dl_utils.py` checks the set-up)
+    raise SystemExit(f"{missing.name} is not installed in this Python ({sys.executable}). Activate the course's "
+                     "virtual environment, or run `pip install -r requirements.txt` (README.md, Quick start).")
 
 # ---------------------------------------------------------------------------
 # Paths: data/ and outputs/ sit next to the scripts, wherever you run them from
@@ -122,9 +144,9 @@ def get_device(preference: str = "auto") -> tuple[torch.device, str]:
             return torch.device("cuda"), f"auto: found the CUDA GPU {torch.cuda.get_device_name(0)}"
         if _mps_available():
             return torch.device("mps"), "auto: found an Apple-silicon GPU (MPS)"
-        return torch.device("cpu"), f"auto: no CUDA or MPS GPU found, using the CPU ({torch.get_num_threads()} threads)"
+        return torch.device("cpu"), f"auto: no CUDA or MPS GPU found, using the CPU ({_threads()})"
     if preference == "cpu":
-        return torch.device("cpu"), f"asked for the CPU ({torch.get_num_threads()} threads)"
+        return torch.device("cpu"), f"asked for the CPU ({_threads()})"
     if preference == "cuda":
         if torch.cuda.is_available():
             return torch.device("cuda"), f"asked for CUDA: {torch.cuda.get_device_name(0)}"
@@ -145,12 +167,17 @@ def get_device(preference: str = "auto") -> tuple[torch.device, str]:
     raise CourseError(f"Unknown device {preference!r}: choose one of auto, cpu, cuda, mps.")
 
 
+def _threads() -> str:
+    n = torch.get_num_threads()
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def device_name(device: torch.device) -> str:
     """A human name for the results files: "cpu (2 threads)", "cuda (NVIDIA H100 80GB HBM3)"."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cpu ({_threads()})"
     return device.type
 
 
@@ -385,8 +412,9 @@ def load_mnist_data(
     Why in memory: the usual pipeline (see `standard_mnist_loaders`) turns
     each image into a tensor and normalises it in Python, one image at a
     time, every epoch: 60,000 small Python calls per epoch. Measured on a
-    2-core CPU, that costs about 10 s per epoch for data alone (11.7 s vs 1.0 s per epoch,
-    benchmarks/bench_training.py), ten times what the MLP itself needs. All of MNIST as float32 is only
+    2-core CPU (benchmarks/bench_training.py, README "Performance"), that
+    made an epoch of 03 about ten times slower: the data work, not the MLP,
+    took most of the time. All of MNIST as float32 is only
     70,000 x 784 x 4 bytes = 220 MB, so we normalise it once, keep one tensor,
     and a batch is just `images[index]`. On a GPU the whole tensor moves to
     the GPU once, so no batch ever crosses the PCIe bus again. The trade-off:
@@ -554,22 +582,24 @@ def evaluate_model(model: nn.Module, loader, *, loss_fn: nn.Module | None = None
     """Mean loss and accuracy of `model` on `loader`; returns {"loss", "accuracy"}.
 
     `model.eval()` turns dropout off and makes batch norm use its running
-    statistics; `torch.no_grad()` skips recording the graph that backward()
-    would need: less memory, more speed, and no chance of training by mistake.
-    The loss is NaN when no loss_fn is given.
+    statistics; `torch.inference_mode()` (a stricter `torch.no_grad()`) skips
+    recording the graph that backward() would need: less memory, more speed,
+    and no chance of training by mistake. The loss is NaN when no loss_fn is
+    given. The sums stay on the device until the end: one wait for a GPU,
+    not one per batch.
     """
     model.eval()
     total_loss, total_correct, seen = 0.0, 0, 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             if loss_fn is not None:
-                total_loss += loss_fn(logits, labels).item() * len(labels)
-            total_correct += (logits.argmax(dim=1) == labels).sum().item()
+                total_loss = total_loss + loss_fn(logits, labels) * len(labels)
+            total_correct = total_correct + (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
-    return {"loss": total_loss / seen if loss_fn is not None else float("nan"),
-            "accuracy": total_correct / seen}
+    return {"loss": float(total_loss) / seen if loss_fn is not None else float("nan"),
+            "accuracy": int(total_correct) / seen}
 
 
 def collect_predictions(model: nn.Module, loader, *, device: torch.device | str = "cpu"):
@@ -588,7 +618,7 @@ def collect_predictions(model: nn.Module, loader, *, device: torch.device | str 
 
 
 def format_epoch(epoch: int, epochs: int, train: dict, val: dict, seconds: float) -> str:
-    """`Epoch 1/10: train loss 0.28 acc 92.1% | val loss 0.14 acc 95.9% | 1.6s`"""
+    """One line per epoch, e.g. `Epoch 1/10: train loss 0.28 acc 92.1% | val loss 0.14 acc 95.9% | 1.6s`"""
     return (f"Epoch {epoch}/{epochs}: train loss {train['loss']:.3f} acc {100 * train['accuracy']:.1f}% | "
             f"val loss {val['loss']:.3f} acc {100 * val['accuracy']:.1f}% | {seconds:.1f}s")
 
@@ -814,69 +844,6 @@ from course.lab_notebook import (  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
-# Robustness: data augmentation and adversarial examples
-# ---------------------------------------------------------------------------
-class AugmentedLoader:
-    """Wraps a training loader; every batch gets small random rotations and shifts.
-
-    Data augmentation shows the network a slightly different version of each
-    digit every epoch, so it learns "a 7 tilted a bit is still a 7" instead of
-    memorising exact pixels (see "Regularization" in ML_CONCEPTS_EXPLAINED.md).
-    The whole batch is transformed at once with `affine_grid` + `grid_sample`
-    (one random rotation + shift per image, computed as tensor maths), so it
-    costs far less than per-image PIL transforms. `padding_mode="border"`
-    fills the pixels rotated in from outside with the edge value, which in
-    MNIST is background. Use it for training only: validation and test
-    images must stay untouched.
-    """
-
-    def __init__(self, loader, *, max_degrees: float = 10.0, max_shift: float = 2.0, seed: int = 0):
-        self.loader, self.max_degrees, self.max_shift = loader, max_degrees, max_shift
-        self.dataset = loader.dataset
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for images, labels in self.loader:
-            yield self.augment(images), labels
-
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        n, _, height, width = images.shape
-        angle = (torch.rand(n, generator=self.generator) * 2 - 1) * math.radians(self.max_degrees)
-        # affine_grid measures shifts in units of half the image: 2 px of 28 -> 2 / 14.
-        shift = (torch.rand(n, 2, generator=self.generator) * 2 - 1) * self.max_shift * 2 / width
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                             torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(images)  # (n, 2, 3)
-        grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
-        return nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
-
-
-def fgsm_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon: float,
-                mean: float, std: float) -> torch.Tensor:
-    """Adversarial examples by the Fast Gradient Sign Method (Goodfellow et al., 2014).
-
-    Training asks "how should the WEIGHTS change to lower the loss?"; FGSM
-    asks backward() the opposite question about the INPUT: which way should
-    each pixel move to RAISE the loss? It then moves every pixel by
-    `epsilon` (in 0..1 pixel units) in that direction:
-        x_adv = x + epsilon * sign(d loss / d x)
-    A change too faint for a person to care about can flip the prediction.
-    `images` are normalised, so epsilon is divided by `std` to stay in pixel
-    units, and the result is clamped to the valid pixel range [0, 1].
-    """
-    model.eval()
-    images = images.clone().requires_grad_(True)
-    loss = nn.functional.cross_entropy(model(images), labels)
-    (gradient,) = torch.autograd.grad(loss, images)
-    adversarial = images.detach() + (epsilon / std) * gradient.sign()
-    low, high = (0.0 - mean) / std, (1.0 - mean) / std
-    return adversarial.clamp(low, high)
-
-
-# ---------------------------------------------------------------------------
 # Looking inside a classifier: which digits it confuses, which it gets wrong
 # ---------------------------------------------------------------------------
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
@@ -927,409 +894,17 @@ def misclassified_indices(probabilities: torch.Tensor, labels: torch.Tensor, k: 
     return wrong[order][:k]
 
 
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Store a CNN's weights in the "channels last" memory layout; returns the model.
-
-    Why: a convolution combines all the channels of one pixel at once. By
-    default PyTorch stores an image batch as (N, C, H, W): channel after
-    channel, so the 32 values of one pixel lie far apart in memory.
-    `channels_last` keeps the same shape and indexing (x[n, c, h, w] still
-    works) but stores the numbers as (N, H, W, C), the channels of a pixel
-    side by side, which the CPU's convolution code (oneDNN) reads much
-    faster. The maths, and so the accuracy, is unchanged. Measured on the
-    course's 2-core CPU (benchmarks/bench_training.py, 3 runs), a training
-    step of 06's CNN at batch 64 took 23-27 ms with the default layout and
-    17-20 ms with channels_last; an epoch 24.1 s against 16.1 s (medians). Only the 4-D conv weights change; the input needs
-    no conversion because an MNIST image has 1 channel, where both layouts
-    are the same bytes, and every later activation follows the weights.
-    """
-    return model.to(memory_format=torch.channels_last)
-
-
 # ---------------------------------------------------------------------------
 # Your own digit: from any picture to MNIST's 28x28
 # ---------------------------------------------------------------------------
-# A network only knows the kind of pictures it was trained on. Every MNIST
-# digit was made the same way (LeCun et al., 1998): white ink on black, the
-# digit scaled so its longest side is 20 pixels (keeping its shape), then
-# placed in a 28x28 field so that its centre of mass sits in the middle.
-# A phone photo of a digit on paper is nothing like that: dark ink on light,
-# uneven lighting, 3000 pixels, anywhere in the frame. prepare_digit_image
-# repeats MNIST's recipe on your picture; skip a step and accuracy drops.
-MNIST_BOX = 20  # longest side of the digit in an MNIST image, in pixels
-MNIST_SIZE = 28  # the whole image: the digit plus a 4-pixel black margin
-MNIST_STROKE = 0.12  # MNIST's strokes are about 12% of the digit's longest side wide (median, measured)
-_WORK_SIZE = 400  # we clean the picture at this size (longest side): sharp enough, and fast
-_DISPLAY_SIZE = 1024  # the `original` returned for plotting is at most this big
-_IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
-
-
-def _read_greyscale(path: Path) -> np.ndarray:
-    """Open any picture Pillow can read as a greyscale array: 0.0 black ... 1.0 white."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not path.is_file():
-        raise CourseError(
-            f"No picture at {path}{' (that is a folder)' if path.is_dir() else ''}. Check the spelling and "
-            f"the folder (relative paths start from {Path.cwd()}), then pass the file, e.g. --image my_digit.png."
-        )
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (2 * _DISPLAY_SIZE, 2 * _DISPLAY_SIZE))  # JPEG: decode a 12 MP photo at 1/4 size, fast
-            image = ImageOps.exif_transpose(image)  # phones store "rotate me" in the file; apply it
-            image.load()
-    except UnidentifiedImageError:
-        raise CourseError(
-            f"{path} is not a picture Pillow can read (its content is not {_IMAGE_FORMATS}, whatever its name "
-            "says). Save your digit as a PNG or JPEG from your paint program or phone, and pass that file."
-        ) from None
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise CourseError(f"Could not read the picture {path} ({type(error).__name__}: {error}). It may be "
-                          "truncated or damaged: export it again as a PNG or JPEG.") from None
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float greyscale
-        pixels = np.asarray(image, dtype=np.float64)
-        return np.clip(pixels / (65535.0 if pixels.max() > 255 else 255.0), 0, 1)
-    transparent = "A" in image.getbands() or "transparency" in image.info
-    image = image.convert("RGBA" if transparent else "L")
-    image.thumbnail((2 * _DISPLAY_SIZE, 2 * _DISPLAY_SIZE))  # plenty for a 20-pixel digit, and fast
-    if transparent:
-        # A transparent PNG from a paint program: the strokes are opaque, the
-        # rest is see-through with any colour underneath. Put it on white
-        # (or on black, if the strokes themselves are light) so it looks as
-        # it did on screen.
-        rgba = np.asarray(image, dtype=np.float64) / 255.0
-        alpha, grey = rgba[..., 3], rgba[..., :3] @ [0.299, 0.587, 0.114]
-        strokes_are_light = (grey * alpha).sum() > 0.5 * alpha.sum()
-        backdrop = 0.0 if strokes_are_light else 1.0
-        return grey * alpha + backdrop * (1 - alpha)
-    return np.asarray(image, dtype=np.float64) / 255.0  # "L": luminance, the greyscale of TVs
-
-
-def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a float array to (height, width) with Pillow's anti-aliased Lanczos filter."""
-    from PIL import Image
-
-    image = Image.fromarray(array.astype(np.float32))  # mode "F": 32-bit float pixels
-    return np.asarray(image.resize((size[1], size[0]), Image.Resampling.LANCZOS), dtype=np.float64)
-
-
-def _fit(array: np.ndarray, longest: int) -> np.ndarray:
-    """Resize so the longest side is `longest` pixels, keeping the aspect ratio."""
-    height, width = array.shape
-    scale = longest / max(height, width)
-    return _resize(array, (max(1, round(height * scale)), max(1, round(width * scale))))
-
-
-def _filter(array: np.ndarray, size: int, reduce) -> np.ndarray:
-    """Sliding-window `reduce` (np.min, np.max, np.mean) over size x size squares, edges repeated.
-
-    A square window equals a row window followed by a column window, so we
-    do two cheap 1-D passes instead of one size*size pass.
-    """
-    if size <= 1:
-        return array
-    before, after = (size - 1) // 2, size // 2
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (before, after)
-        windows = np.lib.stride_tricks.sliding_window_view(np.pad(array, pad, mode="edge"), size, axis=axis)
-        array = reduce(windows, axis=-1)
-    return array
-
-
-def _otsu_threshold(values: np.ndarray) -> float:
-    """Otsu's threshold: the cut that best splits the values into two groups (ink, paper).
-
-    Tries every cut of a 256-bin histogram and keeps the one with the largest
-    variance BETWEEN the two groups, which is the same as the smallest spread
-    WITHIN each. No tuning, and it adapts to faint pencil as well as thick marker.
-    """
-    counts, edges = np.histogram(values, bins=256, range=(0.0, max(float(values.max()), 1e-6)))
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight_low = np.cumsum(counts)  # pixels at or below each cut
-    weight_high = weight_low[-1] - weight_low
-    sum_low = np.cumsum(counts * centres)
-    mean_low = sum_low / np.maximum(weight_low, 1)
-    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(edges[1 + int(np.argmax(between[:-1]))])
-
-
-def _paper_surface(work: np.ndarray) -> np.ndarray:
-    """The brightness of the paper at every pixel, as a smooth quadratic surface.
-
-    Least squares fits a + bx + cy + dx^2 + exy + fy^2 to the pixels. Ink is
-    brighter than the fit (the picture is white-on-black by now), so we drop
-    every pixel well above the surface and fit again: after a few rounds only
-    paper is left. A quadratic can follow a lighting gradient or a darker
-    corner, but not a pen stroke, however thick.
-    """
-    def basis(height, width):
-        y, x = np.mgrid[0:height, 0:width]
-        x, y = x / width - 0.5, y / height - 0.5
-        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
-
-    small = _fit(work, 64)  # the paper changes slowly: 64 pixels a side are enough
-    features, values = basis(*small.shape), small.ravel()
-    paper = np.ones(values.size, dtype=bool)
-    for _ in range(6):
-        chosen = features[paper]  # least squares via the 6x6 "normal equations": fast
-        coefficients = np.linalg.solve(chosen.T @ chosen + 1e-9 * np.eye(6), chosen.T @ values[paper])
-        residual = values - features @ coefficients
-        spread = 1.4826 * np.median(np.abs(residual[paper] - np.median(residual[paper])))  # robust std
-        paper = residual < max(3 * spread, 0.02)
-    return (basis(*work.shape) @ coefficients).reshape(work.shape)
-
-
-def _keep_digit(mask: np.ndarray) -> np.ndarray:
-    """Keep the digit's strokes; drop specks, and dark things at the picture's edge.
-
-    A photo often catches the table beside the page, the paper's edge or a
-    shadow: dark like ink, but touching the border, while a digit written on
-    the page does not. We split the ink into connected blobs ("components"),
-    drop specks of dust, and drop blobs touching the border, unless nothing
-    else is left (a picture cropped tightly around its digit).
-    """
-    # Label the blobs on a coarse grid (about 100 cells a side; a cell is ink
-    # if any of its pixels is): every ink cell takes the largest label among
-    # its 8 neighbours until nothing changes, so each blob ends up with one label.
-    height, width = mask.shape
-    cell = max(1, math.ceil(max(height, width) / 100))
-    padded = np.pad(mask, ((0, -height % cell), (0, -width % cell)))
-    coarse = padded.reshape(padded.shape[0] // cell, cell, padded.shape[1] // cell, cell).any(axis=(1, 3))
-    labels = np.where(coarse, np.arange(1, coarse.size + 1).reshape(coarse.shape), 0)
-    while True:
-        grown = np.where(coarse, _filter(labels, 3, np.max), 0)
-        if np.array_equal(grown, labels):
-            break
-        labels = grown
-    labels = np.repeat(np.repeat(labels, cell, axis=0), cell, axis=1)[:height, :width] * mask
-    area = np.bincount(labels.ravel(), minlength=labels.max() + 1)
-    area[0] = 0  # label 0 is the paper
-    blobs = np.flatnonzero(area >= max(4, 0.0005 * height * width))  # smaller ones are specks
-    on_border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    inside = np.setdiff1d(blobs, on_border)
-    return np.isin(labels, inside if inside.size else blobs)
-
-
-def _ink_map(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """From a greyscale picture to (ink, mask): ink in [0, 1], 1 = full stroke; mask = surely ink.
-
-    Returns white-on-black, like MNIST, whatever the picture's colours were.
-    """
-    # 1. Work at a fixed size: a 28-pixel scan and a 12-megapixel photo then
-    #    need the same filter sizes, and the big one stays fast.
-    work = _fit(grey, _WORK_SIZE)
-    height, width = work.shape
-    # 2. A slight blur: phone sensors and JPEG add speckles that are not ink.
-    work = _filter(work, 3, np.mean)
-    # 3. Is the ink darker or lighter than the paper? The border is almost all
-    #    paper (a digit rarely touches all four edges), so its median is the
-    #    paper's colour; the ink is whichever extreme of the picture lies
-    #    farther from it. MNIST is white ink on BLACK: dark ink is inverted.
-    band = max(1, min(height, width) // 20)
-    border = np.concatenate([work[:band].ravel(), work[-band:].ravel(),
-                             work[:, :band].ravel(), work[:, -band:].ravel()])
-    paper = float(np.median(border))
-    darkest, brightest = np.percentile(work, [0.1, 99.9])
-    dark_ink = paper - darkest > brightest - paper
-    if dark_ink:
-        work = 1.0 - work
-    # 4. Uneven light: a photo is brighter near the lamp, and grey paper is not
-    #    black after inverting. Fit a smooth surface (a quadratic in x and y)
-    #    through the paper, leaving out the ink, and subtract it: the paper
-    #    becomes 0 everywhere, the ink stays bright. A shadow dims paper and
-    #    ink alike, so on paper we also divide by the paper's brightness:
-    #    ink half as dark as its paper counts the same in the light and in
-    #    the shade.
-    surface = _paper_surface(work)
-    flat = work - surface
-    if dark_ink:
-        flat /= np.clip(1.0 - surface, 0.1, None)  # 1 - surface: the paper's brightness before inverting
-    # 5. Which pixels are ink? Otsu's threshold, but never within the noise
-    #    of the paper: most of a picture is paper, so the median and the
-    #    spread of all pixels describe the paper. (The spread is measured by
-    #    the MAD, the median distance from the median, which the few ink
-    #    pixels cannot inflate as they would a standard deviation.)
-    median = float(np.median(flat))
-    ink = np.clip(flat - median, 0.0, None)  # paper at 0, ink above it
-    noise = 6 * 1.4826 * float(np.median(np.abs(flat - median)))  # 6 standard deviations of the paper
-    threshold = max(_otsu_threshold(ink), noise, 0.04)
-    mask = _keep_digit(ink > threshold)
-    if mask.sum() < max(10, height * width // 20000) or float(ink.max()) < 0.08:
-        raise CourseError(
-            "Found no digit in the picture: it looks blank (one colour, or contrast too faint to tell ink "
-            "from paper). Write the digit large and dark (a felt pen is better than a pencil) on plain paper, "
-            "fill most of the photo with it, and try again; in a paint program, use a thick brush."
-        )
-    # 6. Stretch the contrast: MNIST's strokes are 1.0 (pure white) in the
-    #    middle and grey at the edges (anti-aliasing). The stroke's typical
-    #    brightness becomes 1.0; pixels near the paper's noise level become 0.
-    #    Anything far from a stroke is paper: set to exactly 0, as in MNIST.
-    core = float(np.percentile(ink[mask], 75))
-    floor = min(noise, 0.5 * threshold)
-    ink = np.clip((ink - floor) / max(core - floor, 1e-6), 0.0, 1.0)
-    ink *= _filter(mask.astype(np.float64), 2 * max(1, round(0.01 * _WORK_SIZE)) + 1, np.max)
-    return ink, mask
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
-def _stroke_width(mask: np.ndarray) -> float:
-    """Typical stroke width in pixels: 2 x area / outline length.
-
-    A stroke of width w and length L covers w*L pixels and its outline is
-    about 2L pixels long (both sides), so 2 * area / outline ~ w.
-    """
-    inner = mask.copy()  # pixels whose 4 neighbours are all ink
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return 2 * mask.sum() / max(1, (mask & ~inner).sum())
-
-
-def center_of_mass(image: np.ndarray) -> tuple[float, float]:
-    """(row, column) of the brightness-weighted mean position; MNIST digits have it at (14, 14)."""
-    total = image.sum()
-    rows, cols = np.arange(image.shape[0]), np.arange(image.shape[1])
-    return float(image.sum(axis=1) @ rows / total), float(image.sum(axis=0) @ cols / total)
-
-
-def _match_stroke_width(ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Thicken thin strokes, and thin very thick ones, towards MNIST's pen width.
-
-    MNIST's strokes are about 12% of the digit's size wide (median; 8% to 20%
-    for nine digits in ten). A ballpoint line on a big page shrinks to a
-    faint hairline at 20 pixels, and a fat marker fills a digit's loops:
-    both look unlike anything the network was trained on. A max filter
-    (each pixel takes the brightest value around it) widens every stroke by
-    the filter's size minus one; a min filter narrows it the same way.
-    """
-    box = _bounding_box(mask)
-    size = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
-    width = _stroke_width(mask)
-    if width < MNIST_STROKE * size:  # thinner than MNIST's typical pen: widen to it
-        grow = 2 * round((MNIST_STROKE * size - width) / 2) + 1
-        return _filter(ink, grow, np.max), _filter(mask, grow, np.max)
-    if width > 2 * MNIST_STROKE * size:  # far thicker than almost all of MNIST: narrow a little
-        shrink = 2 * round((width - 1.6 * MNIST_STROKE * size) / 2) + 1
-        narrowed = _filter(mask, shrink, np.min)
-        if narrowed.any():
-            return _filter(ink, shrink, np.min), narrowed
-    return ink, mask
-
-
-def prepare_digit_image(path: str | Path, *, mean: float, std: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """Turn any picture of one digit into what an MNIST model expects.
-
-    Returns (original, digit28, tensor):
-      original  the picture as a greyscale array (0 black .. 1 white), at most
-                1024 pixels a side, for showing next to the result;
-      digit28   the 28x28 float array in [0, 1] the network sees: white ink on
-                black, like MNIST;
-      tensor    digit28 normalised with the training statistics `mean` and `std`
-                (take them from the checkpoint), shape (1, 1, 28, 28).
-
-    Works for phone photos and paint-program drawings, dark on light or light
-    on dark, any size, anywhere in the frame, colour or greyscale, transparent
-    PNGs. It expects ONE digit on plain paper that fills most of the frame:
-    two digits become one squashed shape, and a small page on a dark desk
-    looks like a big white blob. Look at the middle panel of
-    plot_digit_prediction to check. Raises CourseError for a missing file,
-    a file that is not a picture, or a picture with no visible ink.
-    """
-    path = Path(path).expanduser()
-    grey = _read_greyscale(path)
-    original = _fit(grey, _DISPLAY_SIZE) if max(grey.shape) > _DISPLAY_SIZE else grey
-    # Greyscale, inverted if the paper is light, uneven light removed, contrast stretched:
-    ink, mask = _ink_map(grey)
-    # Bring the strokes to MNIST's width (see _match_stroke_width).
-    ink, mask = _match_stroke_width(ink, mask)
-    box = _bounding_box(mask)
-    # Crop to the ink's bounding box: where the digit was in the picture no longer matters.
-    digit = ink[box]
-    # Scale so the longest side is 20 pixels, keeping the aspect ratio: a "1"
-    # stays thin. Downscaling averages pixels, which gives the grey,
-    # anti-aliased edges MNIST digits have.
-    digit = np.clip(_fit(digit, MNIST_BOX), 0.0, 1.0)
-    digit /= max(float(digit.max()), 1e-6)  # the brightest stroke is pure white again
-    # Paste into a black 28x28 so the centre of mass lands on (14, 14), as
-    # MNIST did. That is not the box's centre: a "7" has more ink at the top,
-    # so its box sits lower. Clamped so no ink falls off the edge.
-    row, col = center_of_mass(digit)
-    top = int(np.clip(round(MNIST_SIZE / 2 - row), 0, MNIST_SIZE - digit.shape[0]))
-    left = int(np.clip(round(MNIST_SIZE / 2 - col), 0, MNIST_SIZE - digit.shape[1]))
-    digit28 = np.zeros((MNIST_SIZE, MNIST_SIZE))
-    digit28[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
-    # Normalise exactly like the training images: (x - mean) / std.
-    tensor = torch.from_numpy((digit28 - mean) / std).float().reshape(1, 1, MNIST_SIZE, MNIST_SIZE)
-    return original, digit28, tensor
-
-
-def predict_digit(model: nn.Module, tensor: torch.Tensor, *, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The model's 10 probabilities (softmax of its logits) for one image, on the CPU."""
-    model.eval()  # dropout off, batch norm uses its saved statistics
-    with torch.no_grad():
-        return torch.softmax(model(tensor.to(device)), dim=1)[0].cpu()
-
-
-def format_top_k(probabilities: torch.Tensor, k: int = 3) -> str:
-    """`Predicted digit: 7 (confidence 93.1%)` and the k most likely digits, one a line."""
-    top = torch.topk(probabilities, k)
-    lines = [f"Predicted digit: {int(top.indices[0])} (confidence {100 * float(top.values[0]):.1f}%)",
-             f"Top {k}:"]
-    lines += [f"  {rank}. {int(digit)}  {100 * float(p):5.1f}%"
-              for rank, (digit, p) in enumerate(zip(top.indices, top.values), start=1)]
-    return "\n".join(lines)
-
-
-def classify_own_digit(model: nn.Module, path: str | Path, *, normalization: dict, out_path: str | Path,
-                       model_name: str, device: torch.device | str = "cpu", show: bool = False) -> dict:
-    """Prepare a picture, classify it and draw the result; returns the facts for the results JSON.
-
-    The steps 04 and 06 share: prepare_digit_image -> predict_digit ->
-    plot_digit_prediction. "report" holds the printable top-3 text.
-    """
-    original, digit28, tensor = prepare_digit_image(path, **normalization)
-    probabilities = predict_digit(model, tensor, device=device)
-    plot_digit_prediction(original, digit28, probabilities, out_path, show=show,
-                          title=f"{Path(path).name}: {model_name} says {probabilities.argmax().item()}")
-    return {"image": str(path), "image_prediction": int(probabilities.argmax()),
-            "image_confidence": float(probabilities.max()), "report": format_top_k(probabilities)}
-
-
-def plot_digit_prediction(original: np.ndarray, digit28: np.ndarray, probabilities: torch.Tensor,
-                          path: str | Path, *, title: str = "Your digit", show: bool = False) -> Path:
-    """Your picture, the 28x28 the network saw, and its 10 probabilities, side by side.
-
-    If the middle panel does not look like an MNIST digit (white, centred,
-    thick enough), the prediction cannot be trusted either: fix the picture.
-    """
-    import matplotlib.pyplot as plt
-
-    probabilities = torch.as_tensor(probabilities).cpu()
-    predicted = int(probabilities.argmax())
-    fig, (ax_in, ax_seen, ax_bars) = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 1.4]})
-    ax_in.imshow(original, cmap="gray", vmin=0, vmax=1)
-    ax_in.set_title("your picture (in greyscale)")
-    ax_seen.imshow(digit28, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax_seen.set_title("what the network sees (28x28)")
-    for ax in (ax_in, ax_seen):
-        ax.set_xticks([])
-        ax.set_yticks([])
-    colors = ["tab:green" if digit == predicted else "tab:gray" for digit in range(10)]
-    bars = ax_bars.bar(range(10), 100 * probabilities.numpy(), color=colors)
-    ax_bars.bar_label(bars, labels=[f"{100 * p:.0f}" if p >= 0.005 else "" for p in probabilities.tolist()],
-                      fontsize=8)
-    ax_bars.set(title=f"prediction: {predicted} ({100 * probabilities[predicted]:.1f}%)", xlabel="digit",
-                ylabel="probability (%)", ylim=(0, 105), xticks=range(10))
-    ax_bars.grid(axis="y", alpha=0.3)
-    fig.suptitle(title)
-    return finish_figure(fig, path, show=show)
+# 04 and 06 --image read a learner's own picture. Turning a phone photo into
+# an MNIST-like 28x28 (greyscale, inverted, uneven light removed, cropped,
+# scaled to 20 pixels, centred by centre of mass) is a subsystem of its own:
+# it lives in course/own_digit.py, and these names stay usable as dl_utils.X.
+from course.own_digit import (  # noqa: E402 (the toolbox above is defined first)
+    MNIST_BOX, MNIST_SIZE, MNIST_STROKE, center_of_mass, classify_own_digit, format_top_k, plot_digit_prediction,
+    predict_digit, prepare_digit_image,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -1341,7 +916,8 @@ def finish_figure(fig, path: str | Path, *, show: bool = False) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" has arranged itself
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     if show and not _HEADLESS:
         plt.show()
@@ -1443,3 +1019,12 @@ def plot_prediction_grid(images: torch.Tensor, labels: torch.Tensor, probabiliti
                      color="tab:green" if predicted == int(label) else "tab:red")
     fig.suptitle(title)
     return finish_figure(fig, path, show=show)
+
+
+# ---------------------------------------------------------------------------
+# `python dl_utils.py`: check your set-up (course/setup_check.py)
+# ---------------------------------------------------------------------------
+if __name__ == "__main__":
+    from course.setup_check import main as check_setup
+
+    sys.exit(check_setup())

@@ -1,8 +1,9 @@
 """Does "use your own picture" work? A check on real MNIST with learner-like pictures.
 
 04_load_model.py --image and 06_cnn_mnist.py --image feed a learner's own
-picture through dl_utils.prepare_digit_image. This script makes pictures that
-look like what learners produce, and checks the MLP from 03 still reads them:
+picture through dl_utils.prepare_digit_image (written in course/own_digit.py).
+This script makes pictures that look like what learners produce, and checks
+the MLP from 03 still reads them:
 
   * real MNIST TEST digits (never trained on) turned into "photos": scaled up
     to 300-1000 pixels, dark ink on light or grey paper (or chalk on a dark
@@ -20,12 +21,12 @@ each model's accuracy, writes <out-dir>/own_digits.json, and exits with status
 the first set next to the 28x28 the first model saw.
 
 Run it (from the repository root; 15-20 s per set of 30 pictures on a 2-core CPU)
-    python 03_train_mnist.py --data-dir ../shared/data     # makes outputs/mnist_model.pth, if missing
-    python benchmarks/own_digits.py --data-dir ../shared/data
+    python 03_train_mnist.py --data-dir DATA_DIR     # makes outputs/mnist_model.pth, if missing
+    python benchmarks/own_digits.py --data-dir DATA_DIR
     # does augmentation help on pictures that are not MNIST? Train both CNNs, then compare:
-    python 06_cnn_mnist.py --data-dir ../shared/data --out-dir outputs/cnn
-    python 06_cnn_mnist.py --data-dir ../shared/data --out-dir outputs/cnn_augment --augment
-    python benchmarks/own_digits.py --data-dir ../shared/data --seeds 10 \
+    python 06_cnn_mnist.py --data-dir DATA_DIR --out-dir outputs/cnn
+    python 06_cnn_mnist.py --data-dir DATA_DIR --out-dir outputs/cnn_augment --augment
+    python benchmarks/own_digits.py --data-dir DATA_DIR --seeds 10 \
         --model outputs/mnist_model.pth outputs/cnn/cnn_model.pth outputs/cnn_augment/cnn_model.pth
 """
 

@@ -7,6 +7,8 @@ the docs where the numbers moved.
 
     python benchmarks/run_all.py --data-dir DATA_DIR            # everything (~15 min, 2-core CPU)
     python benchmarks/run_all.py --data-dir DATA_DIR --only 03_train_mnist 04_load_model
+    # 07 reads the checkpoints of 07_mlp (03, 3 epochs) and 07_cnn (06, 1 epoch), run into its folder first
+    python benchmarks/run_all.py --data-dir DATA_DIR --only 07_mlp 07_cnn 07_look_inside
     # own_digits reads the checkpoints of earlier runs; --from names the folders of a previous run_all
     python benchmarks/run_all.py --data-dir DATA_DIR --only own_digits \
         --from 03_train_mnist=DIR1 06_cnn_mnist=DIR1 06_augment=DIR2
@@ -37,10 +39,12 @@ IMAGES = REPO / "docs" / "images"
 # (run name, script, extra flags, figures to keep for the docs[, options]).
 # Runs sharing an out-dir see each other's files: 04 loads 03's model, and 06
 # compares itself with 03's MLP, so the defaults all share one folder. A run
-# with flags gets a folder of its own, or its options' "group" folder; a flag
+# with flags gets a folder of its own; a run with a "group" option (flags or not) shares that group's folder; a flag
 # "{NAME}" stands for the folder of run (or group) NAME. Options "results"
 # names the JSON the run writes when it is not <script stem>.json.
 VARIANTS = {"group": "03_variants"}  # 03's "try this" runs share one experiments.csv, read by 05_compare_runs
+# 07 reads the checkpoints of a short 03 run and a short 06 run from its own folder ("needs": run them too).
+LOOK = {"group": "07_look_inside"}
 RUNS = [
     ("01_hello_pytorch", "01_hello_pytorch.py", [], ["activation_functions.png"]),
     ("02_load_mnist", "02_load_mnist.py", [], ["mnist_samples.png", "mnist_statistics.png"]),
@@ -68,9 +72,45 @@ RUNS = [
     ("06_augment", "06_cnn_mnist.py", ["--augment"], []),
     # Headline numbers with their spread: the defaults again with other seeds (option "seeds").
     ("03_seeds", "03_train_mnist.py", [], [], {"seeds": [0, 1, 2, 3, 4]}),
+    # 06's causal claims, each isolated (LEARNING_GUIDE.md, 06): the spread over seeds of the defaults; OneCycle
+    # against a constant learning rate (03's 0.001) for the same 3 epochs; and the pixels shuffled by one fixed
+    # permutation ("why convolutions"), 1 epoch each way.
+    ("06_seeds", "06_cnn_mnist.py", [], [], {"seeds": [0, 1, 2]}),
+    ("06_constant_lr", "06_cnn_mnist.py", ["--schedule", "constant", "--lr", "0.001"], []),
+    ("06_epochs_1", "06_cnn_mnist.py", ["--epochs", "1"], []),
+    ("06_pixels_shuffled", "06_cnn_mnist.py", ["--epochs", "1", "--pixels", "shuffled"], ["cnn_feature_maps.png"]),
     # The experiment log of all the 03 variants above, read back.
     ("05_compare_runs", "05_experiment_architectures.py", ["--compare-runs", "hidden"], ["runs_by_hidden.png"],
      {**VARIANTS, "results": "compare_runs"}),
+    # Break it on purpose (issue 11): 03 with one thing spoilt (LEARNING_GUIDE.md "Break it").
+    ("03_init_zeros", "03_train_mnist.py", ["--init", "zeros", "--epochs", "2", "--subset", "5000"], []),
+    ("03_init_constant", "03_train_mnist.py", ["--init", "constant", "--epochs", "2", "--subset", "5000"], []),
+    ("03_random_labels", "03_train_mnist.py", ["--labels", "random", "--epochs", "3", "--subset", "5000"], []),
+    ("03_memorise", "03_train_mnist.py", ["--labels", "random", "--subset", "1000", "--hidden", "512",
+                                          "--epochs", "40"], ["training_history.png"]),
+    ("03_epochs_3", "03_train_mnist.py", ["--epochs", "3"], []),
+    ("03_epochs_3_shuffled", "03_train_mnist.py", ["--epochs", "3", "--pixels", "shuffled"], []),
+    ("03_mse", "03_train_mnist.py", ["--loss", "mse"], ["training_history.png"]),
+    ("03_overfit_early_stopping", "03_train_mnist.py", ["--subset", "1000", "--epochs", "40", "--hidden", "512",
+                                                        "--patience", "3"], []),
+    # Normalisation isolated: centring only, scaling only, both, neither; Adam and plain SGD.
+    *[(f"03_norm_{how}_{name}", "03_train_mnist.py", ["--normalize", how, *flags], [])
+      for name, flags in (("adam", []), ("sgd", ["--optimizer", "sgd", "--lr", "0.01"]))
+      for how in ("both", "center", "scale", "none")],
+    # Break it on purpose (issue 11): 05's experiments on pitfalls, one flag each.
+    ("05_lr_sweep", "05_experiment_architectures.py", ["--arch", "two-layer", "--lr-sweep", "0.0001,0.001,0.01,0.1"],
+     ["lr_sweep.png"], {"results": "lr_sweep"}),
+    ("05_relu_vs_tanh", "05_experiment_architectures.py", ["--arch", "two-layer", "tanh", "--epochs", "15"],
+     ["architecture_comparison.png"]),
+    ("05_gradients", "05_experiment_architectures.py", ["--gradients"], ["gradient_norms.png"],
+     {"results": "gradients"}),
+    ("05_leakage", "05_experiment_architectures.py", ["--leakage", "20", "--subset", "5000", "--epochs", "2"],
+     ["leakage.png"], {"results": "leakage"}),
+    ("07_mlp", "03_train_mnist.py", ["--epochs", "3"], [], LOOK),
+    ("07_cnn", "06_cnn_mnist.py", ["--epochs", "1"], [], LOOK),
+    ("07_look_inside", "07_look_inside.py", [], ["mlp_weights.png", "saliency.png", "feature_space.png",
+                                                 "decision_boundary.png", "confidence.png", "fgsm_vs_epsilon.png"],
+     {**LOOK, "needs": ["07_mlp", "07_cnn"]}),
     # The exercises' challenges on the real MNIST (exercises/check.py --challenge), the reference solutions,
     # 3 seeds each: exercises/solutions/challenges.py must pass on every seed.
     ("challenge_mlp", "exercises/check.py", ["--challenge", "mlp", "--solutions", "--seeds", "3"], [],
@@ -119,7 +159,7 @@ def run(name: str, script: str, flags: list, out_dir: Path, data_dir: str, *,
         raise SystemExit(f"{name} failed (exit {process.returncode}):\n{output[-3000:]}")
     shown_flags = shown_flags or flags
     shown = ["python", script, *shown_flags]
-    for used, written in zip(flags, shown_flags):  # e.g. /tmp/run_all_x/cnn_model.pth -> {06_cnn_mnist}/cnn_model.pth
+    for used, written in zip(flags, shown_flags):  # e.g. (a temporary folder)/cnn_model.pth -> {06_cnn_mnist}/cnn_model.pth
         if used != written:
             output = output.replace(used, written)
     # The log reads as if run from the repo with the default outputs/ folder.
@@ -172,7 +212,8 @@ def main(argv=None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     IMAGES.mkdir(parents=True, exist_ok=True)
     shared = Path(tempfile.mkdtemp(prefix="run_all_"))
-    folders = dict(item.split("=", 1) for item in args.folders)  # run or group name -> its out-dir
+    given = dict(item.split("=", 1) for item in args.folders)  # run or group name -> its out-dir
+    folders = dict(given)
     for name, script, flags, figures, *options in RUNS:
         options = options[0] if options else {}
         if args.only and name not in args.only:
@@ -180,11 +221,15 @@ def main(argv=None) -> None:
         # Default runs share one out-dir; variants get their own (or their group's), so they
         # never overwrite the defaults' mnist_model.pth.
         group = options.get("group")
-        if not flags:  # the defaults' shared folder, or the one --from gives (e.g. --from 04_load_model=DIR)
-            out_dir = Path(folders.get(name) or folders.get("03_train_mnist") or shared)
-        elif group:
+        needs = [run for run in options.get("needs", []) if args.only and run not in args.only]
+        if needs and group not in given:
+            raise SystemExit(f"{name} reads the files of {', '.join(needs)}: add them to --only, "
+                             f"or give --from {group}=DIR (the folder of an earlier run).")
+        if group:  # a group's runs share one folder, with or without flags
             out_dir = Path(folders.get(group) or tempfile.mkdtemp(prefix=f"{group}_"))
             folders[group] = str(out_dir)
+        elif not flags:  # the defaults' shared folder, or the one --from gives (e.g. --from 04_load_model=DIR)
+            out_dir = Path(folders.get(name) or folders.get("03_train_mnist") or shared)
         else:
             out_dir = Path(tempfile.mkdtemp(prefix=f"{name}_"))
         folders[name] = str(out_dir)

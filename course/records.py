@@ -51,7 +51,7 @@ def summarize_run(*, script: str, hyperparameters: dict, history: dict, test_met
                   parameters: int, device: torch.device) -> dict:
     """The results dict every training script returns and saves as JSON.
 
-    Accuracies are fractions (0.9781 means 97.81%); `train_seconds` is the
+    Accuracies are fractions (e.g. 0.9781 for 97.81%); `train_seconds` is the
     time spent in the epochs (training + validation), not loading data.
     """
     return {

@@ -71,3 +71,26 @@ def load_script(name: str):
     import dl_utils
 
     return dl_utils.import_script(name)
+
+
+def learner_photo(data, index: int, path: Path, *, size: int = 200, mode: str = "L") -> Path:
+    """Test image `index` of `data` (dl_utils.load_mnist_data) saved as a learner's picture at `path`.
+
+    Dark ink on light paper (MNIST inverted), scaled up to size x size pixels,
+    greyscale ("L") or colour (mode="RGB"); the format follows the file name.
+    Its true label is data.test_loader.labels[index].
+    """
+    from PIL import Image
+
+    pixels = (data.test_loader.images[index, 0] * data.std + data.mean).clamp(0, 1).numpy()  # undo the normalisation
+    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((size, size)).convert(mode).save(path)
+    return path
+
+
+def assert_png(path, min_width: int = 400, min_height: int = 0) -> None:
+    """`path` is a real PNG of at least this size with something drawn in it."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)  # fails if the file is not a valid PNG
+    assert image.shape[1] >= min_width and image.shape[0] >= min_height, f"{path} is only {image.shape}"
+    assert image.std() > 0.01, f"{path} looks empty"

@@ -58,6 +58,15 @@ def test_01_writes_its_files(hello_run):
                 "activations", "softmax", "device", "matmul_ms", "torch_version"):
         assert key in results
     assert results["device"].startswith("cpu")
+    assert results["settings"] == {"seed": 0, "device": "cpu"}  # every flag from the parser, no paths
+
+
+def test_01_results_are_built_from_the_sections():
+    """A new flag is recorded with no other edit: 01's settings come from the parsed arguments."""
+    parser = hello.build_parser()
+    parser.add_argument("--extra", default="x")
+    args = dl_utils.parse_args(parser, ["--extra", "y", "--seed", "3"])
+    assert dl_utils.settings_from_args(args) == {"seed": 3, "device": "auto", "extra": "y"}
 
 
 def test_01_tensor_basics_are_right(hello_run):
@@ -120,6 +129,7 @@ def test_01_prints_every_section(hello_run):
         assert f"=== {number}. " in printed
     assert "t[0] is 100" in printed  # the view shares memory with the original
     assert "(shared memory: it changed too)" in printed and "(a copy: it did not)" in printed
+    assert printed.rstrip().endswith("Next: python 02_load_mnist.py")
 
 
 # --------------------------------------------------------------------------- 02_load_mnist
@@ -140,7 +150,7 @@ def tiny_data(tiny_mnist):
 
 
 def test_02_writes_its_files(mnist_run):
-    out, results, _ = mnist_run
+    out, results, printed = mnist_run
     assert sorted(p.name for p in out.iterdir()) == ["02_load_mnist.json", "mnist_samples.png",
                                                     "mnist_statistics.png"]
     assert_json_matches(out / "02_load_mnist.json", results)
@@ -150,6 +160,8 @@ def test_02_writes_its_files(mnist_run):
                 "fraction_zero_pixels", "device", "data_dir"):
         assert key in results
     assert results["downloaded"] is False  # the files were there: nothing fetched
+    assert results["settings"] == {"seed": 0, "device": "cpu"}
+    assert printed.rstrip().endswith("Next: python 03_train_mnist.py")
 
 
 def test_02_raw_shapes_and_split_sizes(mnist_run):

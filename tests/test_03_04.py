@@ -6,12 +6,11 @@ import os
 import subprocess
 import sys
 
-import matplotlib.image
 import pytest
 import torch
 
 import dl_utils
-from conftest import REPO, load_script
+from conftest import REPO, assert_png, learner_photo, load_script
 
 train = load_script("03_train_mnist")
 load = load_script("04_load_model")
@@ -23,11 +22,6 @@ def trained(tiny_mnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("out03")
     results = train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--epochs", "2"])
     return out, results
-
-
-def assert_png(path, min_width=400):
-    image = matplotlib.image.imread(path)
-    assert image.shape[1] >= min_width and image.std() > 0.01, f"{path} looks empty"
 
 
 def test_03_writes_everything_and_learns(trained):
@@ -56,7 +50,11 @@ def test_04_reproduces_03_exactly(trained, tiny_mnist):
     assert reloaded["test_accuracy"] == results["test_accuracy"]
     assert reloaded["identical_to_checkpoint"] is True
     assert "size mismatch for fc1.weight" in reloaded["architecture_mismatch_error"]
-    assert json.loads((out / "04_load_model.json").read_text())["test_accuracy"] == results["test_accuracy"]
+    saved = json.loads((out / "04_load_model.json").read_text())
+    assert saved["test_accuracy"] == results["test_accuracy"]
+    # every flag is recorded as parsed, so a new flag can never be left out of the results
+    assert set(saved["settings"]) == set(dl_utils.settings_from_args(load.build_parser().parse_args([])))
+    assert saved["settings"]["hidden"] == load.HIDDEN and saved["settings"]["draw"] is False
     assert_png(out / "predictions.png")
 
 
@@ -137,14 +135,19 @@ def test_bad_input_in_a_real_process_prints_a_paragraph_not_a_traceback(tmp_path
 
 
 def test_04_reads_your_own_digit_and_rejects_a_non_image(trained, tiny_mnist, tmp_path):
-    from PIL import Image
-
     out, _ = trained
-    data = dl_utils.load_mnist_data(tiny_mnist)
-    pixels = (data.test_loader.images[3, 0] * data.std + data.mean).clamp(0, 1).numpy()
-    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((200, 200)).convert("RGB").save(tmp_path / "d.jpg")
+    learner_photo(dl_utils.load_mnist_data(tiny_mnist), 3, tmp_path / "d.jpg", size=200, mode="RGB")
     results = load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "d.jpg")])
-    assert 0 <= results["image_prediction"] <= 9 and (out / "own_digit.png").stat().st_size > 10_000
+    # What 04 reports is what the saved model says about the prepared picture, with the saved normalisation
+    # (a wrong model, normalisation or preprocessing gives another answer or confidence):
+    checkpoint = dl_utils.load_checkpoint(out / "mnist_model.pth")
+    model = load.build_model(checkpoint, **{k: checkpoint["model_config"][k] for k in ("hidden", "batch_norm")})
+    model.load_state_dict(checkpoint["state_dict"])
+    _, _, tensor = dl_utils.prepare_digit_image(tmp_path / "d.jpg", **checkpoint["normalization"])
+    expected = dl_utils.predict_digit(model, tensor)
+    assert results["image_prediction"] == int(expected.argmax())
+    assert results["image_confidence"] == pytest.approx(float(expected.max()), abs=1e-6)
+    assert (out / "own_digit.png").stat().st_size > 10_000
     (tmp_path / "notes.png").write_text("this is not a picture")
     with pytest.raises(dl_utils.CourseError):
         load.main(["--data-dir", str(tiny_mnist), "--out-dir", str(out), "--image", str(tmp_path / "notes.png")])

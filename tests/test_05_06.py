@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import dl_utils
-from conftest import load_script
+from conftest import learner_photo, load_script
 
 arch = load_script("05_experiment_architectures")
 cnn = load_script("06_cnn_mnist")
@@ -116,14 +116,6 @@ def test_05_same_seed_same_result_for_a_network(tiny_mnist, tmp_path):
     assert alone["architectures"][0]["test_accuracy"] == after_others["architectures"][1]["test_accuracy"]
 
 
-def test_05_lr_sweep(tiny_mnist, tmp_path):
-    results = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST,
-                         "--seeds", "1", "--arch", "two-layer", "--lr-sweep", "0.01,0.001"])
-    assert [row["lr"] for row in results["lr_sweep"]] == [0.001, 0.01]
-    assert json.loads((tmp_path / "lr_sweep.json").read_text())["arch"] == "TwoLayerNN"
-    assert_png(tmp_path / "lr_sweep.png")
-
-
 @pytest.mark.parametrize("flags", [["--arch", "resnet"], ["--lr-sweep", "0.1"], ["--lr-sweep", "0.1,fast"],
                                    ["--seeds", "0"]])
 def test_05_rejects_bad_flags(flags, capsys):
@@ -139,12 +131,34 @@ PNGS_06 = ("cnn_training_history.png", "cnn_filters.png", "cnn_feature_maps.png"
            "misclassified.png", "mlp_vs_cnn.png", "adversarial_example.png")
 
 
-def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path):
+def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path, monkeypatch, capsys):
     (tmp_path / "03_train_mnist.json").write_text(json.dumps(
         {"parameters": 101_770, "test_accuracy": 0.9767, "train_seconds": 9.8, "epochs_run": 10,
-         "hyperparameters": {"subset": None}}))
-    results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "1"])
+         "hyperparameters": {"subset": None}, "history": {"val_accuracy": [0.95 + i / 1000 for i in range(10)]}}))
+    # A flag added to 06's parser is recorded in the checkpoint, the JSON and experiments.csv with no other edit.
+    build_parser = cnn.build_parser
+
+    def with_a_new_flag():
+        parser = build_parser()
+        parser.add_argument("--new-setting", type=int, default=7)
+        return parser
+
+    monkeypatch.setattr(cnn, "build_parser", with_a_new_flag)
+    results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "1",
+                        "--new-setting", "8"])
+    printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "06_cnn_mnist.json").read_text())
+    row = next(csv.DictReader((tmp_path / "experiments.csv").open()))
+    assert saved["hyperparameters"]["new_setting"] == 8 and row["new_setting"] == "8"
+    for key in ("epochs", "batch_size", "lr", "schedule", "dropout", "channels_last", "augment", "epsilon", "seed",
+                "pixels"):
+        assert key in saved["hyperparameters"] and key in row, key
+    assert not {"data_dir", "out_dir", "image", "show"} & set(saved["hyperparameters"])  # paths are not settings
+    assert saved["hyperparameters"]["pixels"] == "natural" and saved["hyperparameters"]["optimizer"] == "adam"
+    # 03 ran 10 epochs, this run 1: the comparison says so, at the same epoch.
+    assert "At the same epoch, 1: validation accuracy MLP 95.00%" in printed
+    assert printed.rstrip().endswith("python exercises/check.py (the exercises)")
+    assert "Next: python 07_look_inside.py" in printed
     for key in ("test_accuracy", "parameters", "train_seconds", "history", "layer_shapes", "parameters_by_layer",
                 "confusion_matrix", "most_confused", "most_confused_pairs", "test_mistakes", "mlp_comparison"):
         assert key in saved
@@ -155,17 +169,14 @@ def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path):
     assert saved["mlp_comparison"]["test_accuracy"] == 0.9767
     checkpoint = dl_utils.load_checkpoint(tmp_path / "cnn_model.pth", made_by="06_cnn_mnist.py")
     assert checkpoint["arch"] == "CNN" and checkpoint["metrics"]["test_accuracy"] == results["test_accuracy"]
+    assert checkpoint["hyperparameters"] == saved["hyperparameters"]
     model = cnn.CNN(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["state_dict"])  # channels_last weights load into a default model
     for name in PNGS_06:
         assert_png(tmp_path / name)
 
     # 04 reloads the CNN and reads a picture with it, without training again.
-    from PIL import Image
-
-    data = dl_utils.load_mnist_data(tiny_mnist)
-    pixels = (data.test_loader.images[5, 0] * data.std + data.mean).clamp(0, 1).numpy()
-    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((150, 150)).save(tmp_path / "digit.png")
+    learner_photo(dl_utils.load_mnist_data(tiny_mnist), 5, tmp_path / "digit.png", size=150)
     reloaded = load_script("04_load_model").main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path / "04"),
                                                   "--model", str(tmp_path / "cnn_model.pth"),
                                                   "--image", str(tmp_path / "digit.png")])
@@ -175,13 +186,63 @@ def test_06_writes_everything_and_compares_with_03(tiny_mnist, tmp_path):
 
 
 def test_06_flags_and_the_figure_without_03(tmp_path):
-    args = cnn.build_parser().parse_args(["--no-channels-last", "--scheduler", "constant"])
-    assert args.channels_last is False and args.scheduler == "constant" and cnn.build_parser().parse_args([]).channels_last
+    args = cnn.build_parser().parse_args(["--no-channels-last", "--schedule", "constant"])
+    assert args.channels_last is False and args.schedule == "constant" and cnn.build_parser().parse_args([]).channels_last
+    assert cnn.build_parser().parse_args(["--scheduler", "constant"]).schedule == "constant"  # the old name still works
+    assert cnn.build_parser().parse_args([]).schedule == "onecycle"
     layers = {"conv1": 320, "conv2": 18_496, "fc1": 401_536, "fc2": 1_290}
     path = cnn.plot_mlp_vs_cnn(None, {"fc1": 100_480, "fc2": 1_290},
                                {"parameters": 421_642, "test_accuracy": 0.99, "train_seconds": 40.0, "epochs": 3},
                                layers, tmp_path / "mlp_vs_cnn.png", show=False)
     assert_png(path)
+
+
+def test_06_pixels_shuffled_reaches_the_data(tiny_mnist, tmp_path):
+    """--pixels shuffled: 06 trains and tests on the same fixed shuffle that dl_utils makes (03 uses it too)."""
+    parser = cnn.build_parser()
+    shuffled = cnn.load_data(parser.parse_args(["--data-dir", str(tiny_mnist), "--pixels", "shuffled"]), "cpu")
+    natural = cnn.load_data(parser.parse_args(["--data-dir", str(tiny_mnist)]), "cpu")
+    expected = dl_utils.load_mnist_data(tiny_mnist, pixels="shuffled")
+    for split in ("train_loader", "val_loader", "test_loader"):
+        assert torch.equal(getattr(shuffled, split).images, getattr(expected, split).images)
+        assert not torch.equal(getattr(shuffled, split).images, getattr(natural, split).images)
+    assert parser.parse_args([]).pixels == "natural"
+    with pytest.raises(dl_utils.CourseError, match="shuffled"):  # a real picture means nothing to it
+        cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--pixels", "shuffled",
+                  "--image", str(tmp_path / "digit.png")])
+
+
+@pytest.mark.parametrize("flags", [["--schedule", "cosine"], ["--epsilon", "1.5"], ["--dropout", "-0.1"]])
+def test_06_rejects_bad_flags(flags, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cnn.main(flags)
+    assert caught.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+def test_06_schedule_constant_builds_no_schedule(tiny_mnist, monkeypatch):
+    """--schedule constant must not build a OneCycle schedule (else the comparison measures nothing)."""
+    made, real = [], torch.optim.lr_scheduler.OneCycleLR
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", lambda *a, **k: made.append(k) or real(*a, **k))
+    data = dl_utils.load_mnist_data(tiny_mnist, subset=64)
+    cnn.train(cnn.CNN(), data, cnn.build_parser().parse_args(["--epochs", "1", "--schedule", "constant"]),
+              torch.device("cpu"))
+    assert made == []
+    cnn.train(cnn.CNN(), data, cnn.build_parser().parse_args(["--epochs", "1"]), torch.device("cpu"))
+    assert len(made) == 1 and made[0]["max_lr"] == cnn.LEARNING_RATE
+
+
+def test_lesson_helpers_live_in_06_not_in_dl_utils():
+    for name in ("fgsm_attack", "AugmentedLoader", "to_channels_last"):
+        assert hasattr(cnn, name) and not hasattr(dl_utils, name), name
+        assert getattr(cnn, name).__doc__  # moved with its explanation
+
+
+@pytest.mark.parametrize("script", ["01_hello_pytorch", "02_load_mnist", "06_cnn_mnist"])
+def test_main_reads_as_a_list_of_sections(script):
+    import inspect
+
+    lines = inspect.getsource(load_script(script).main).splitlines()
+    assert len(lines) <= 80, f"{script}.main() is {len(lines)} lines"
 
 
 def test_06_reads_03s_checkpoint_when_its_json_is_missing(tmp_path):
@@ -198,7 +259,7 @@ def test_channels_last_changes_the_layout_not_the_maths():
     model = cnn.CNN().eval()
     x = torch.randn(4, 1, 28, 28)
     before = model(x)
-    fast = dl_utils.to_channels_last(model)
+    fast = cnn.to_channels_last(model)
     assert fast.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(fast(x), before, atol=1e-5)
 
@@ -255,3 +316,17 @@ def test_06_checks_your_picture_before_training(tiny_mnist, tmp_path):
         cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--image",
                   str(tmp_path / "notes.png")])
     assert not (tmp_path / "cnn_model.pth").exists()  # it stopped before training
+
+
+
+def test_feature_maps_are_tiled_in_order_each_scaled_to_its_max():
+    maps = torch.zeros(5, 4, 4)
+    for channel in range(5):
+        maps[channel, channel % 4, 0] = channel + 1.0  # one bright pixel, brightness = channel + 1
+    picture = cnn.tile_maps(maps, columns=2)  # 3 rows of 2 tiles, gap 2 above and right of each
+    assert picture.shape == (3 * (4 + 2), 2 * (4 + 2))
+    for channel in range(5):
+        top, left = (channel // 2) * 6 + 2, (channel % 2) * 6
+        tile = picture[top:top + 4, left:left + 4]
+        assert tile.max() == 1.0 and tile[channel % 4, 0] == 1.0  # scaled to its own maximum, in its own place
+    assert torch.isnan(torch.tensor(picture[2:6, 10:12])).all()  # the gaps (and the missing 6th tile) are NaN

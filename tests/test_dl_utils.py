@@ -151,7 +151,7 @@ def test_train_epoch_lowers_the_loss(tiny_mnist, SimpleNN):
     after = dl_utils.evaluate_model(model, data.train_loader, loss_fn=loss_fn)
     assert after["loss"] < 0.5 * before["loss"]
     assert metrics[-1]["loss"] < metrics[0]["loss"]
-    assert 0 <= metrics[-1]["accuracy"] <= 1
+    assert metrics[-1]["accuracy"] > 0.8  # chance is 0.1: it learned, and the accuracy is a fraction
 
 
 def test_train_epoch_matches_a_hand_written_loop(tiny_mnist, SimpleNN):

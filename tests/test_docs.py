@@ -12,7 +12,7 @@ Checks on README.md, LEARNING_GUIDE.md and ML_CONCEPTS_EXPLAINED.md:
     and agrees with docs/results/RUN.json to the precision it is shown
   * every percentage or time in a table under a "Results" heading has one
   * no `TODO(measure: ...)` placeholder is left once results exist
-  * ML_CONCEPTS_EXPLAINED.md has the 21 sections the scripts and the
+  * ML_CONCEPTS_EXPLAINED.md has the 22 sections the scripts and the
     guide link to, each with "See it in code" and "Try this"
 
 Markers (HTML comments, invisible on GitHub) sit right after the number:
@@ -85,6 +85,7 @@ CONCEPT_HEADINGS = [
     "Universal Approximation",
     "Vanishing & Exploding Gradients",
     "Initialization",
+    "Saliency, Calibration & Decision Boundaries",
 ]
 
 
@@ -347,6 +348,39 @@ def format_measured(value, path: str, percent: bool) -> str:
     if path.split(".")[-1].endswith("seconds") or path.split(".")[-2:-1] == ["seconds"]:
         return f"{value:.1f} s"
     return f"{value:.4f}" if abs(value) < 1 else f"{value:.4g}"  # 0.0195, 0.1306, 1.073, 7
+
+
+def refresh_numbers(text: str, load_results) -> tuple[str, list[str]]:
+    """Rewrite every marked number that disagrees with its measurement, at the precision shown.
+
+    For after a rerun of benchmarks/run_all.py: returns the new text and one
+    line per change ("LINE: old -> new"), to read the sentences around them again.
+    """
+    lines, changes = text.splitlines(keepends=True), []
+    for i, line in enumerate(lines):
+        for match in reversed(list(MARKER.finditer(line))):  # from the right: earlier offsets stay valid
+            before = line[:match.start()]
+            shown = NUMBER_BEFORE.search(HTML_COMMENT.sub(lambda m: " " * len(m.group(0)), before))
+            results = load_results(match.group(1))
+            if not shown or results is None:
+                continue
+            try:
+                value = lookup(results, match.group(2))
+            except MissingValue:
+                continue
+            number = shown.group("number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    check_marker(number, value, bool(match.group(3))) is None:
+                continue
+            measured = value * 100 if match.group(3) else value
+            decimals = len(number.split(".")[1]) if "." in number else 0
+            new = f"{measured:,.{decimals}f}" if "," in number or abs(measured) >= 10_000 else f"{measured:.{decimals}f}"
+            new = "+" + new if number.startswith("+") and measured >= 0 else new
+            start, end = shown.span("number")
+            line = line[:start] + new + line[end:]
+            changes.append(f"{i + 1}: {number} -> {new} ({match.group(1)}:{match.group(2)})")
+        lines[i] = line
+    return "".join(lines), changes
 
 
 def fill_todos(text: str, load_results) -> tuple[str, list[str]]:
@@ -711,6 +745,14 @@ def test_results_tables_need_markers():
     assert [p.split(": ", 1)[1][:8] for p in problems] == ["'99.2%' ", "'45 s' i"], problems
 
 
+def test_refresh_rewrites_only_numbers_that_moved():
+    results = {"a": {"acc": 0.9812, "n": 60000, "s": 12.34}}
+    text = "acc 97.67% <!-- r:a:acc:% -->, n 55,000 <!-- r:a:n -->, s 12.3 s <!-- r:a:s -->\n"
+    refreshed, changes = refresh_numbers(text, results.get)
+    assert refreshed == "acc 98.12% <!-- r:a:acc:% -->, n 60,000 <!-- r:a:n -->, s 12.3 s <!-- r:a:s -->\n"
+    assert len(changes) == 2 and check_markers(refreshed, results.get) == []
+
+
 def test_fill_replaces_todos_with_marked_numbers():
     text = ("MLP TODO(measure: 03:test_accuracy:%), in TODO(measure: 03:train_seconds), "
             "TODO(measure: 03:parameters) weights; TODO(measure: 99:test_accuracy:%)")
@@ -745,7 +787,16 @@ if __name__ == "__main__":
     cli = argparse.ArgumentParser(description="Replace TODO(measure: ...) in the docs by measured, marked numbers "
                                               "from docs/results/ (run benchmarks/run_all.py first).")
     cli.add_argument("--fill", action="store_true", help="rewrite the docs (otherwise only list what is left)")
+    cli.add_argument("--refresh", action="store_true",
+                     help="after a rerun: rewrite every marked number that no longer matches docs/results "
+                          "(then reread the sentences it lists)")
     options = cli.parse_args()
+    if options.refresh:
+        for doc in existing_docs():
+            refreshed, changes = refresh_numbers(doc.read_text(encoding="utf-8"), load_committed)
+            doc.write_text(refreshed, encoding="utf-8")
+            print(f"{doc.name}: {len(changes)} numbers updated" + "".join(f"\n    {c}" for c in changes))
+        raise SystemExit(0)
     for doc in existing_docs():
         original = doc.read_text(encoding="utf-8")
         filled, left = fill_todos(original, load_committed)

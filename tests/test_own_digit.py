@@ -1,4 +1,4 @@
-"""Tests for "use your own picture": dl_utils.prepare_digit_image and friends.
+"""Tests for "use your own picture": dl_utils.prepare_digit_image and friends (course/own_digit.py).
 
 No real MNIST here. The digits are drawn with PIL from a few strokes each,
 then either put into MNIST's format directly (the training data of a small
@@ -77,6 +77,20 @@ def bounding_box_size(image, level=0.05):
 
 def correlation(a, b):
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_the_pipeline_lives_in_course_and_dl_utils_reexports_it():
+    """Importable first, in a fresh process (no import cycle), and dl_utils.X is the same function."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("from course.own_digit import prepare_digit_image, center_of_mass; import dl_utils; "
+            "assert dl_utils.prepare_digit_image is prepare_digit_image and dl_utils.center_of_mass is center_of_mass")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert dl_utils.classify_own_digit.__module__ == "course.own_digit"
 
 
 # ---------------------------------------------------------------------------

@@ -1,17 +1,19 @@
-"""Tests for data augmentation and FGSM adversarial examples in dl_utils."""
+"""Tests for data augmentation and FGSM adversarial examples, the lesson helpers of 06_cnn_mnist.py."""
 
 import pytest
 import torch
 from torch import nn
 
 import dl_utils
-from conftest import load_script
+from conftest import learner_photo, load_script
+
+lesson06 = load_script("06_cnn_mnist")  # AugmentedLoader and fgsm_attack live next to the lesson that explains them
 
 
 def test_augmentation_keeps_shapes_and_is_identity_when_switched_off():
     images = torch.randn(6, 1, 28, 28)
     loader = dl_utils.InMemoryLoader(images, torch.arange(6), batch_size=4, shuffle=False)
-    still = dl_utils.AugmentedLoader(loader, max_degrees=0, max_shift=0)
+    still = lesson06.AugmentedLoader(loader, max_degrees=0, max_shift=0)
     assert len(still) == len(loader) == 2 and still.dataset is loader.dataset
     for (a, la), (b, lb) in zip(still, loader):
         assert a.shape == b.shape and torch.equal(la, lb)
@@ -23,7 +25,7 @@ def test_augmentation_moves_the_digit_but_keeps_the_background():
     image[0, 0, 10:18, 12:16] = 2.0  # a bright bar
     loader = dl_utils.InMemoryLoader(image.repeat(8, 1, 1, 1), torch.zeros(8, dtype=torch.long),
                                      batch_size=8, shuffle=False)
-    moved, _ = next(iter(dl_utils.AugmentedLoader(loader, max_degrees=15, max_shift=2)))
+    moved, _ = next(iter(lesson06.AugmentedLoader(loader, max_degrees=15, max_shift=2)))
     assert (moved - image).abs().amax(dim=(1, 2, 3)).min() > 0.1  # every image changed
     assert moved[:, :, 0, :].sub(-0.5).abs().max() < 1e-5  # the border is still background
     assert moved.amax() <= 2.0 + 1e-5 and moved.amin() >= -0.5 - 1e-5  # interpolation adds no new extremes
@@ -39,7 +41,7 @@ def test_fgsm_stays_within_epsilon_and_hurts_a_trained_model(tiny_mnist):
         dl_utils.train_epoch(model, data.train_loader, loss_fn=nn.CrossEntropyLoss(), optimizer=optimizer)
     images, labels = data.test_loader.images, data.test_loader.labels
     epsilon = 0.25
-    adversarial = dl_utils.fgsm_attack(model, images, labels, epsilon=epsilon, mean=data.mean, std=data.std)
+    adversarial = lesson06.fgsm_attack(model, images, labels, epsilon=epsilon, mean=data.mean, std=data.std)
     pixels = images * data.std + data.mean
     adversarial_pixels = adversarial * data.std + data.mean
     assert (adversarial_pixels - pixels).abs().max() <= epsilon + 1e-5
@@ -56,13 +58,8 @@ def test_fgsm_stays_within_epsilon_and_hurts_a_trained_model(tiny_mnist):
 
 
 def test_06_augment_adversarial_and_own_digit(tiny_mnist, tmp_path):
-    from PIL import Image
-
-    cnn = load_script("06_cnn_mnist")
-    # A "photo" of a synthetic test digit: upscaled, dark ink on light paper.
-    data = dl_utils.load_mnist_data(tiny_mnist)
-    pixels = (data.test_loader.images[0, 0] * data.std + data.mean).clamp(0, 1).numpy()
-    Image.fromarray((255 - 255 * pixels).astype("uint8")).resize((280, 280)).save(tmp_path / "digit.png")
+    cnn = lesson06
+    learner_photo(dl_utils.load_mnist_data(tiny_mnist), 0, tmp_path / "digit.png", size=280)
     results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "2",
                         "--augment", "--image", str(tmp_path / "digit.png")])
     assert results["hyperparameters"]["augment"] is True

@@ -243,3 +243,94 @@ def test_files_named_in_header_commands_are_written_by_some_script():
             if match and f'"{match.group(1)}"' not in sources and f"'{match.group(1)}'" not in sources:
                 missing.append(f"{name} header line {number}: nothing writes {arg}")
     assert missing == []
+
+
+EXACT_FIGURE = __import__("re").compile(r"\b\d+\.\d\d%|\b\d+\.\d+ ?s\b|\b\d+\.\d+ ms\b")
+
+
+def prose_lines(path):
+    """(line number, text) of the comments and docstrings of a Python file: what a learner reads."""
+    import io
+    import tokenize
+
+    lines = []
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline):
+        if token.type == tokenize.COMMENT:
+            lines.append((token.start[0], token.string))
+        elif token.type == tokenize.STRING and token.string.startswith(('"""', "'''", 'r"""')):
+            lines += [(token.start[0] + i, text) for i, text in enumerate(token.string.splitlines())]
+    return lines
+
+
+def test_figures_in_script_comments_are_rounded_and_sourced():
+    """An exact figure in a comment goes stale the day a script changes, and another machine gives
+    another: scripts say "about 16 s" / "about 68%" and point to README "Results", where the docs test
+    checks each exact figure against docs/results."""
+    files = [*REPO.glob("0*.py"), REPO / "dl_utils.py", *REPO.glob("course/*.py")]
+    found = []
+    for path in files:
+        for number, text in prose_lines(path):
+            if "e.g." in text or text.lstrip().startswith(("`Epoch", "Epoch ")):
+                continue  # an example of a printed line, not a claim
+            if EXACT_FIGURE.search(text):
+                found.append(f"{path.name}:{number}: {text.strip()[:110]}")
+    assert found == [], "round these and point to README 'Results':\n" + "\n".join(found)
+
+
+def test_the_figure_check_can_fail():
+    assert EXACT_FIGURE.search("# measured: 0.05 reaches only 68.10%")
+    assert EXACT_FIGURE.search("How long: 16.1 s for the whole script")
+    assert not EXACT_FIGURE.search("How long: about 16 s (README.md 'Results')")
+
+
+# ---------------------------------------------------------------------------
+# dl_utils's module map is true
+# ---------------------------------------------------------------------------
+def lesson_users(name: str) -> set[str]:
+    """The lessons (two-digit numbers) whose CODE calls dl_utils.<name> (comments and docstrings don't count)."""
+    import io
+    import re
+    import tokenize
+
+    users = set()
+    for path in sorted(REPO.glob("0[0-9]_*.py")):
+        code = [t.string for t in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+                if t.type != tokenize.COMMENT and not (t.type == tokenize.STRING and t.string.startswith(('"""', "'''")))]
+        if re.search(rf"dl_utils\s*\.\s*{name}\b", " ".join(code)):
+            users.add(path.name[:2])
+    return users
+
+
+def module_map() -> dict[str, set[str]]:
+    """{name: lessons} from the map in dl_utils's docstring: lines `    area    name [03 05], name, ...`."""
+    import re
+
+    text = dl_utils.__doc__
+    block = text[text.index("What lives here"):text.index("\n\n", text.index("    "))]
+    entries = {}
+    for line in block.splitlines()[1:]:
+        body = re.sub(r"^\s{4}\S.{0,11}?\s{2,}", "", line) if re.match(r"^ {4}\S", line) else line
+        for name, tags in re.findall(r"\b([A-Za-z_]\w*)(?: \[([\d ]+)\])?(?:,|$)", body.strip()):
+            entries[name] = set(tags.split()) if tags else set()
+    return entries
+
+
+def public_names() -> set[str]:
+    import ast
+
+    tree = ast.parse((REPO / "dl_utils.py").read_text(encoding="utf-8"))
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")}
+    for node in tree.body:  # what dl_utils passes on from course/
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course"):
+            names |= {alias.name for alias in node.names}
+    return names
+
+
+def test_dl_utils_module_map_names_everything_with_the_lessons_that_use_it():
+    entries = module_map()
+    assert len(entries) > 40
+    assert sorted(public_names() - set(entries)) == [], "in dl_utils but not in its map"
+    assert sorted(n for n in entries if not hasattr(dl_utils, n)) == [], "in the map but not in dl_utils"
+    wrong = {name: (sorted(tags), sorted(lesson_users(name))) for name, tags in entries.items()
+             if tags != lesson_users(name)}
+    assert wrong == {}, "map tags (left) against the lessons whose code calls dl_utils.NAME (right)"
