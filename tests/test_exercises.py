@@ -348,11 +348,10 @@ def test_solutions_pass_with_exit_0():
 
 @pytest.fixture()
 def scratch(tmp_path):
-    """A learner's folder: untouched stubs, 01 solved, 02 with a syntax error, an endless loop and a crash."""
+    """A learner's folder: untouched stubs, except a syntax error in 02, an endless loop in 03, a crash in 04."""
     for lesson, filename in check.LESSONS.items():
         text = check.make_stub((EXERCISES / "solutions" / filename).read_text())
         (tmp_path / filename).write_text(text)
-    (tmp_path / "ex01_tensors.py").write_text((EXERCISES / "solutions" / "ex01_tensors.py").read_text())
     ex02 = tmp_path / "ex02_data.py"
     ex02.write_text(ex02.read_text().replace("    raise NotImplementedError  # replace this line with your code",
                                              "    return torch.bincount(labels minlength=num_classes)", 1))
@@ -370,24 +369,24 @@ def snapshot(folder: Path) -> dict:
 
 
 def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
+    """One run as a learner would: the first task shown, every problem named with its line, files untouched."""
     before = snapshot(scratch)
-    result = run_checker("--dir", str(scratch), "--time-limit", "2")
+    result = run_checker("--dir", str(scratch), "--time-limit", "1", "--hint")
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     total = len(checks.EXERCISES)
-    assert f"Progress: 5/{total} exercises done" in out  # 01's five pass; nothing else does
-    assert "01  ex01_tensors.py        [##########] 5/5 done" in out
-    # The syntax error is the first problem: shown in full, with its line.
+    assert f"Progress: 0/{total} exercises done" in out
+    # The first unsolved exercise, in full: its task, why it fails, the hint.
+    assert "Next: flatten_batch" in out and "Flatten a batch of images into one row of pixels" in out
+    assert "Not started yet" in out and "Hint: Keep the first dimension" in out
+    # The syntax error: the lesson row names its line; none of 02's exercises is checked.
     ex02 = (scratch / "ex02_data.py").read_text().splitlines()
     bad_line = next(i for i, line in enumerate(ex02, 1) if "labels minlength" in line)
-    assert f"does not load (line {bad_line})" in out
-    flat = " ".join(out.split())  # the report wraps long lines
-    assert "ex02_data.py does not load" in flat and "SyntaxError" in flat
-    assert f"ex02_data.py line {bad_line}: return torch.bincount(labels minlength=num_classes)" in flat
+    assert f"02  ex02_data.py           [----------] 0/5 done, the file does not load (line {bad_line})" in out
     # The endless loop: stopped, named with its line, and the other 03 exercises still checked.
     ex03 = (scratch / "ex03_training.py").read_text().splitlines()
     loop_line = next(i for i, line in enumerate(ex03, 1) if "total += 1" in line)
-    assert re.search(rf"count_linear_parameters: stopped after 2 s \(an endless loop\?\) at line "
+    assert re.search(rf"count_linear_parameters: stopped after 1 s \(an endless loop\?\) at line "
                      rf"({loop_line}|{loop_line - 1})", out), out
     assert "03  ex03_training.py       [----------] 0/8 done" in out
     # The exception: its type and line.
@@ -398,16 +397,20 @@ def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
     assert snapshot(scratch) == before, "the checker changed the learner's files"
 
 
-def test_fresh_stubs_show_the_first_task_and_one_lesson(scratch):
-    for filename in check.LESSONS.values():
-        (scratch / filename).write_text(check.make_stub((EXERCISES / "solutions" / filename).read_text()))
-    result = run_checker("--dir", str(scratch), "03", "--hint")
-    assert result.returncode == 1
-    assert "Next: count_linear_parameters" in result.stdout
-    assert "The number of parameters of a stack of Linear layers" in result.stdout  # the task
-    assert "Not started yet" in result.stdout and "Hint: Linear(a, b) holds" in result.stdout
-    assert f"Progress: 0/{sum(e.lesson == '03' for e in checks.EXERCISES)} exercises done" in result.stdout
-    assert "ex01" not in result.stdout
+def test_a_syntax_error_is_explained_with_its_line(scratch):
+    result = {"status": "broken", "message": "SyntaxError: invalid syntax. Perhaps you forgot a comma?", "line": 26,
+              "code": "return torch.bincount(labels minlength=num_classes)"}
+    text = check.explain(result, scratch / "ex02_data.py", 10)
+    assert "does not load" in text and "SyntaxError" in text and "line 26: return torch.bincount(labels" in text
+
+
+def test_lessons_and_exercises_can_be_selected():
+    everything = [{"lesson": e.lesson, "name": e.name} for e in checks.EXERCISES]
+    assert {e["lesson"] for e in check.selected_exercises(everything, ["3"])} == {"03"}
+    assert [e["name"] for e in check.selected_exercises(everything, ["softmax", "ex06"])][0] == "softmax"
+    assert len(check.selected_exercises(everything, [])) == len(everything)
+    with pytest.raises(SystemExit):
+        check.selected_exercises(everything, ["07"])
 
 
 def test_unknown_lesson_is_one_clear_line(scratch):
@@ -417,7 +420,8 @@ def test_unknown_lesson_is_one_clear_line(scratch):
 
 def test_reset_asks_and_keeps_a_backup(scratch, monkeypatch, capsys):
     ex01 = scratch / "ex01_tensors.py"
-    solved = ex01.read_text()
+    solved = (EXERCISES / "solutions" / "ex01_tensors.py").read_text()
+    ex01.write_text(solved)  # the learner's work, to be kept in the backup
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert check.main(["--dir", str(scratch), "--reset", "01"]) == 1
     assert ex01.read_text() == solved and not (scratch / "backups").exists()
