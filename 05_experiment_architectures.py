@@ -767,39 +767,8 @@ def run_leakage(args, data, device) -> dict:
     return results
 
 
-def main(argv=None) -> dict:
-    args = dl_utils.parse_args(build_parser(), argv)
-    args.seeds = args.seeds or (1 if args.quick else SEEDS)
-    args.seed_list = [args.seed + i for i in range(args.seeds)]
-    args.arch = list(dict.fromkeys(args.arch))  # drop repeats, keep the order given
-    if args.where and not args.compare_runs:
-        raise dl_utils.CourseError("--where only filters the runs of --compare-runs; add --compare-runs SETTING.")
-    modes = [flag for flag, value in (("--lr-sweep", args.lr_sweep), ("--compare-runs", args.compare_runs),
-                                      ("--gradients", args.gradients), ("--leakage", args.leakage)) if value]
-    if len(modes) > 1:
-        raise dl_utils.CourseError(f"{' and '.join(modes)} are different experiments: run them one at a time.")
-    if args.compare_runs:
-        return compare_runs(args)  # reads the log, trains nothing, needs no MNIST
-    start = time.perf_counter()
-
-    device, why = dl_utils.get_device(args.device)
-    print(f"Device: {device} ({why})")
-    # One data set for every run: the same 55,000 / 5,000 split and the same
-    # normalisation; only the seed changes the weights and the batch order.
-    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
-                                    seed=args.seed, device=device, pixels=args.pixels)
-    print(f"Data: {len(data.train_loader.dataset):,} training, {len(data.val_loader.dataset):,} validation, "
-          f"{len(data.test_loader.dataset):,} test images")
-    if args.lr_sweep:
-        return run_lr_sweep(args, data, device)
-    if args.gradients:
-        return run_gradients(args, data, device)
-    if args.leakage:
-        return run_leakage(args, data, device)
-
-    # -----------------------------------------------------------------------
-    # 7. Train every network with every seed
-    # -----------------------------------------------------------------------
+def train_every_network(args, data, device) -> list[dict]:
+    """Section 7: every --arch with every seed; one entry per network, with its seeds and their ensemble."""
     print(f"Every network: {args.epochs} epoch{'s' if args.epochs > 1 else ''}, batch {args.batch_size}, Adam lr {args.lr:g}, "
           f"seeds {args.seed_list}\n")
     entries = []
@@ -842,9 +811,11 @@ def main(argv=None) -> dict:
                   f"instead of {entries[-1]['parameters']:,}.")
         print()
 
-    # -----------------------------------------------------------------------
-    # 8. The table, the hypothesis, the figure
-    # -----------------------------------------------------------------------
+    return entries
+
+
+def print_table_and_hypothesis(entries: list[dict], args) -> list[dict]:
+    """Section 8: the table of every network, then the course's hypothesis tested against the seed noise."""
     n = len(args.seed_list)
     several = n > 1
     print(f"{'network':15s} {'parameters':>10s}  {'test accuracy':>13s}"
@@ -867,7 +838,43 @@ def main(argv=None) -> dict:
             print(f"  {c['a']} - {c['b']}: {100 * c['gap']:+.2f} points (noise {100 * c['noise']:.2f}, "
                   f"so real beyond {200 * c['noise']:.2f}): {c['verdict']}")
 
-    n_epochs = len(entries[0]["history"]["epoch"])
+    return comparisons
+
+
+def main(argv=None) -> dict:
+    args = dl_utils.parse_args(build_parser(), argv)
+    args.seeds = args.seeds or (1 if args.quick else SEEDS)
+    args.seed_list = [args.seed + i for i in range(args.seeds)]
+    args.arch = list(dict.fromkeys(args.arch))  # drop repeats, keep the order given
+    if args.where and not args.compare_runs:
+        raise dl_utils.CourseError("--where only filters the runs of --compare-runs; add --compare-runs SETTING.")
+    modes = [flag for flag, value in (("--lr-sweep", args.lr_sweep), ("--compare-runs", args.compare_runs),
+                                      ("--gradients", args.gradients), ("--leakage", args.leakage)) if value]
+    if len(modes) > 1:
+        raise dl_utils.CourseError(f"{' and '.join(modes)} are different experiments: run them one at a time.")
+    if args.compare_runs:
+        return compare_runs(args)  # reads the log, trains nothing, needs no MNIST
+    start = time.perf_counter()
+
+    device, why = dl_utils.get_device(args.device)
+    print(f"Device: {device} ({why})")
+    # One data set for every run: the same 55,000 / 5,000 split and the same
+    # normalisation; only the seed changes the weights and the batch order.
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=args.batch_size, subset=args.subset,
+                                    seed=args.seed, device=device, pixels=args.pixels)
+    print(f"Data: {len(data.train_loader.dataset):,} training, {len(data.val_loader.dataset):,} validation, "
+          f"{len(data.test_loader.dataset):,} test images")
+    if args.lr_sweep:
+        return run_lr_sweep(args, data, device)
+    if args.gradients:
+        return run_gradients(args, data, device)
+    if args.leakage:
+        return run_leakage(args, data, device)
+
+    entries = train_every_network(args, data, device)  # 7. every network, every seed
+    comparisons = print_table_and_hypothesis(entries, args)  # 8. the table and the hypothesis
+
+    n, n_epochs = len(args.seed_list), len(entries[0]["history"]["epoch"])
     plot_path = plot_comparison(
         entries, args.out_dir / "architecture_comparison.png", show=args.show,
         title=f"Same data, same budget ({n_epochs} epoch{'s' if n_epochs > 1 else ''}, Adam lr {args.lr:g}, "

@@ -2,15 +2,21 @@
 
 The tests never need the real MNIST (nor a network): `tiny_mnist` writes a
 few hundred 28x28 images into <tmp>/MNIST/raw/ exactly as torchvision
-expects, so the course's real loading code (torchvision.datasets.MNIST ->
+expects, so the course's real loading code (dl_utils.read_idx ->
 dl_utils.load_mnist_data) runs on them. Each class is a bright bar whose
 position and orientation depend on the digit, jittered and noisy, so a
 model can learn it in one epoch but not by memorising pixels.
 """
 
+import os
 import struct
 import sys
 from pathlib import Path
+
+# pytest.ini runs the tests in 2 processes (pytest-xdist, `-n 2`): one thread of
+# maths each, set before torch is imported, so the two never fight over the
+# same cores (two 2-thread processes on 2 cores run many times slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest

@@ -438,8 +438,9 @@ def python_commands(line: str) -> list[tuple[str, list[str]]]:
     while i < len(tokens):
         if PYTHON.match(tokens[i]) and i + 1 < len(tokens) and tokens[i + 1].endswith(".py"):
             script, args, i = tokens[i + 1], [], i + 2
-            while i < len(tokens) and tokens[i] not in ("&&", "||", "|", ";", ">", ">>", "2>&1", "&"):
-                args.append(tokens[i])
+            while i < len(tokens) and tokens[i] not in ("&&", "||", "|", ";", ">", ">>", "2>&1", "&") \
+                    and not tokens[i].startswith("("):  # "python 07_x.py (what it does)" in printed output
+                args.append(tokens[i].rstrip(")") if tokens[i].startswith("--") else tokens[i])  # "(... --draw)"
                 i += 1
             commands.append((script, args))
         i += 1

@@ -292,13 +292,16 @@ def lesson_users(name: str) -> set[str]:
     import re
     import tokenize
 
-    users = set()
-    for path in sorted(REPO.glob("0[0-9]_*.py")):
-        code = [t.string for t in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
-                if t.type != tokenize.COMMENT and not (t.type == tokenize.STRING and t.string.startswith(('"""', "'''")))]
-        if re.search(rf"dl_utils\s*\.\s*{name}\b", " ".join(code)):
-            users.add(path.name[:2])
-    return users
+    if not _LESSON_CODE:  # read once: every name asks
+        for path in sorted(REPO.glob("0[0-9]_*.py")):
+            tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+            _LESSON_CODE[path.name[:2]] = " ".join(
+                t.string for t in tokens
+                if t.type != tokenize.COMMENT and not (t.type == tokenize.STRING and t.string.startswith(('"""', "'''"))))
+    return {lesson for lesson, code in _LESSON_CODE.items() if re.search(rf"dl_utils\s*\.\s*{name}\b", code)}
+
+
+_LESSON_CODE: dict[str, str] = {}  # {"03": 03_train_mnist.py without comments and docstrings, ...}
 
 
 def module_map() -> dict[str, set[str]]:
