@@ -29,8 +29,9 @@ Writes (in outputs/, or --out-dir)
     03_train_mnist.json    the measured results (the docs quote this file)
     experiments.csv        one more row in your log of every training run
 
-How long: about 15 s for the whole script on the course's 2-core CPU, about 10 s of it
-training (README.md "Results" has the measured figures); --quick: about 5 s.
+How long: about 25 s for the whole script on the course's 2-core CPU, about 18 s of it
+training (README.md "Results" has the measured figures; a faster 2-core machine took 16 s);
+--quick: about 5 s.
 """
 
 import argparse

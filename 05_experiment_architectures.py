@@ -42,8 +42,8 @@ Writes (in outputs/, or --out-dir)
     leakage.png, leakage.json     with --leakage only
     runs_by_<setting>.png, compare_runs.json   with --compare-runs only (it trains nothing)
 
-How long: on the course's 2-core CPU one run (5 epochs) takes about 5 s, about 10 s for
-ThreeLayerNN, so the default 12 runs take about 85 s for the whole script; --quick and
+How long: on the course's 2-core CPU one run (5 epochs) takes about 8 s, about 13 s for
+ThreeLayerNN, so the default 12 runs take about 2 minutes for the whole script; --quick and
 --compare-runs: a few seconds; --gradients and --leakage 20 --subset 5000 --epochs 2: about
 half a minute each (measured while the machine was busy; README.md "Results" and
 docs/results/ have the figures). The seconds in the table are those of YOUR run: a busy CPU

@@ -37,8 +37,8 @@ Writes (in outputs/, or --out-dir)
     own_digit.png              with --image: your picture, what the CNN saw, its probabilities
     06_cnn_mnist.json          the measured results; experiments.csv gets one more row
 
-How long: on the course's 2-core CPU (fp32), about 50 s of training (3 epochs of
-about 16 s) and about 70 s for the whole script (it then draws the figures and tests
+How long: on the course's 2-core CPU (fp32), about 95 s of training (3 epochs of
+about 30 s) and about 2 minutes for the whole script (it then draws the figures and tests
 the model again); --quick about 23 s in all, of which a few seconds training. The
 exact figures are in README.md "Results". Times on a GPU have not been measured.
 """

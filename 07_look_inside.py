@@ -26,8 +26,8 @@ Writes (in outputs/, or --out-dir)
     fgsm_vs_epsilon.png    test accuracy under FGSM for epsilon 0 ... 0.3, MLP against CNN
     07_look_inside.json    the measured results
 
-How long: about two minutes measured under load (other programs busy on the course's 2 cores), of
-which 45 s of CPU time, so under a minute on a quiet machine; --quick: seconds of computing.
+How long: about 40 s on the course's quiet 2-core CPU (README.md "Results"); --quick: seconds of
+computing plus the start-up.
 Measured: docs/results/07_look_inside.json (run.wall_seconds, cpu_seconds, load_average).
 """
 
