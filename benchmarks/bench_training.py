@@ -86,14 +86,7 @@ def log(*parts) -> None:
 # ---------------------------------------------------------------------------
 # The machine
 # ---------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from course.records import cpu_model  # noqa: E402  (the CPU's name, as every results file records it)
 
 
 def load_average() -> list[float] | None:

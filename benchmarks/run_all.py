@@ -127,15 +127,10 @@ RUNS = [
 
 def machine() -> dict:
     """Where the numbers were measured."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+    sys.path.insert(0, str(REPO))
+    from course.records import cpu_model  # the CPU's name, as every results file records it
+
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "python": platform.python_version()}
 
 
