@@ -4,10 +4,8 @@ What you will learn
   * how a model is built from layers: `nn.Module`, `nn.Linear`, `nn.ReLU`
   * the five-step training loop every PyTorch model uses
     (zero_grad, forward, loss, backward, step)
-  * why we keep a validation set apart, and read it after every epoch
-  * how to save a model so that 04_load_model.py can use it later
-  * how changing one hyperparameter (hidden size, optimizer, learning rate,
-    dropout) changes the result: every setting below has a flag
+  * why we keep a validation set apart, and how to save a model for 04_load_model.py
+  * how changing one setting (--hidden, --optimizer, --lr, --dropout) changes the result
   * what an untrained network does (loss ~ ln 10, chance accuracy), and what
     breaks when you break one thing on purpose: --init, --labels, --loss,
     --normalize, --pixels (LEARNING_GUIDE.md "Break it on purpose")
@@ -48,7 +46,7 @@ import dl_utils
 HIDDEN = 128  # neurons in the hidden layer: more = more capacity, slower; try 32 or 512
 EPOCHS = 10  # passes over the 55,000 training images; validation accuracy levels off around here
 BATCH_SIZE = 64  # images per step: small batches = many noisy steps, large = few smooth ones
-LEARNING_RATE = 1e-3  # Adam's usual starting point; 50x higher (0.05) reaches only about 68% (README "Results")
+LEARNING_RATE = 1e-3  # Adam's usual starting point; 50x higher (0.05) reaches only about 68% (LEARNING_GUIDE "Learning rate too high")
 OPTIMIZER = "adam"  # adam adapts a step size per weight; plain sgd needs a larger lr (try 0.1)
 MOMENTUM = 0.0  # for sgd only: 0.9 lets steps build up speed along consistent directions
 DROPOUT = 0.0  # probability of zeroing each hidden neuron while training (regularisation; try 0.2)

@@ -173,7 +173,9 @@ def test_ctrl_c_mid_training_exits_130_and_keeps_the_old_checkpoint(tiny_mnist, 
 # ---------------------------------------------------------------------------
 # Newcomer paths: what the project ships works on a learner's machine
 # ---------------------------------------------------------------------------
-MACHINE_PATH = __import__("re").compile(r"\.\./shared|/work/|/root/|/home/\w|/Users/\w|/tmp/[\w.-]+/|[A-Z]:\\\\Users")
+# Written in pieces, so that this file (which ships too) does not itself name a path of this machine.
+MACHINE_PATH = __import__("re").compile("|".join([r"\.\./" + "shared", "/" + "work/", "/" + "root/", r"/home/\w",
+                                                  r"/Users/\w", r"/tmp/[\w.-]+/", r"[A-Z]:\\\\Users"]))
 
 
 def tracked_files():
@@ -188,7 +190,7 @@ def tracked_files():
 def test_no_shipped_file_names_a_path_of_this_machine():
     found = []
     for path in tracked_files():
-        if path.suffix in (".png", ".pth") or path.name == "test_toolbox.py":
+        if path.suffix in (".png", ".pth"):
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             if MACHINE_PATH.search(line):
@@ -197,8 +199,8 @@ def test_no_shipped_file_names_a_path_of_this_machine():
 
 
 def test_the_machine_path_check_can_fail():
-    assert MACHINE_PATH.search("python 03_train_mnist.py --data-dir ../shared/data")
-    assert MACHINE_PATH.search("Looking in /work/shared/data/MNIST/raw")
+    assert MACHINE_PATH.search("python 03_train_mnist.py --data-dir ../" + "shared/" + "data")
+    assert MACHINE_PATH.search("Looking in /" + "work/" + "shared/" + "data/MNIST/raw")
     assert not MACHINE_PATH.search("python 03_train_mnist.py --data-dir DATA_DIR --out-dir outputs/cnn")
 
 
