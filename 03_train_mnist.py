@@ -28,8 +28,9 @@ Writes (in outputs/, or --out-dir)
     experiments.csv        one more row in your log of every training run
 
 How long: about 25 s for the whole script on the course's 2-core CPU, about 18 s of it
-training (README.md "Results" has the measured figures; a faster 2-core machine took 16 s);
---quick: about 5 s.
+training (README.md "Results" has the measured figures); --quick: about 5 s. The usual
+ToTensor() + Normalize() + DataLoader pipeline made the same run about 7 times slower
+(README.md "Performance": benchmarks/bench_training.py, docs/results/bench_training.json).
 """
 
 import argparse
@@ -93,7 +94,13 @@ class SimpleNN(nn.Module):
 
 
 def make_optimizer(name: str, params, *, lr: float, momentum: float) -> torch.optim.Optimizer:
-    """Adam, or SGD (with momentum if > 0): see "Optimizers" in ML_CONCEPTS_EXPLAINED.md."""
+    """Adam, or SGD (with momentum if > 0): see "Optimizers" in ML_CONCEPTS_EXPLAINED.md.
+
+    Try Adam(params, lr=lr, fused=True): the same update rule in one compiled
+    kernel, an epoch of this MLP about a quarter faster on the course's CPU
+    (README "Performance"), but rounded in another order, so your numbers
+    will differ a little from the course's.
+    """
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     return torch.optim.SGD(params, lr=lr, momentum=momentum)

@@ -8,14 +8,15 @@ What you will learn
   * why the CNN beats the MLP of 03 (about 99.3% against 97.7%), where its
     parameters and its computation go, and what it loses when the pixels
     are shuffled (--pixels shuffled: the MLP never notices, the CNN does)
-  * a learning-rate schedule (OneCycle), and how much it adds over a constant rate
+  * a learning-rate schedule (OneCycle), and what makes a CPU train a CNN fast
+    (memory layout, batch size, pooling before the ReLU), each measured
   * how to look inside a trained network: its filters, its feature maps,
     its confusion matrix (which digits it mixes up), and its worst mistakes
 
 Run first: 03_train_mnist.py, to compare the CNN with the MLP (optional).
 
 Run it
-    python 06_cnn_mnist.py                           # the full lesson: 3 epochs, about 99.3%
+    python 06_cnn_mnist.py                           # the full lesson: 2 epochs, about 99.3%
     python 06_cnn_mnist.py --quick                   # 1 epoch on 5,000 images: seconds
     python 06_cnn_mnist.py --schedule constant --lr 0.001   # no schedule, as in 03: compare
     python 06_cnn_mnist.py --epochs 1 --pixels shuffled      # one fixed shuffle of the 784 pixels: compare
@@ -37,10 +38,13 @@ Writes (in outputs/, or --out-dir)
     own_digit.png              with --image: your picture, what the CNN saw, its probabilities
     06_cnn_mnist.json          the measured results; experiments.csv gets one more row
 
-How long: on the course's 2-core CPU (fp32), about 95 s of training (3 epochs of
-about 30 s) and about 2 minutes for the whole script (it then draws the figures and tests
-the model again); --quick about 23 s in all, of which a few seconds training. The
-exact figures are in README.md "Results". Times on a GPU have not been measured.
+How long: on the course's 2-core CPU (fp32), about 50 s of training (2 epochs of
+about 25 s) and about 1.5 minutes for the whole script (it then draws the figures and tests
+the model again); --quick about 25 s in all, of which a few seconds training. That is
+under half the training time of the plain loop of the same CNN (batch 64, default memory
+layout, plain Adam, 3 epochs): README.md "Performance", from benchmarks/bench_training.py
+(docs/results/bench_training.json); section 4 says why. The exact figures are in README.md
+"Results". Times on a GPU have not been measured.
 """
 
 import argparse
@@ -57,9 +61,9 @@ import dl_utils
 # ---------------------------------------------------------------------------
 # Settings: change one, rerun, compare (each has a flag; see --help)
 # ---------------------------------------------------------------------------
-EPOCHS = 3  # with OneCycle, 3 epochs reach about 99.3% test accuracy (over 3 seeds: README "Results", the guide)
-BATCH_SIZE = 64  # as in 03, so the two lessons differ only in the network
-LEARNING_RATE = 3e-3  # Adam's PEAK learning rate under OneCycle, 3x 03's lr; with --schedule constant try 0.001
+EPOCHS = 2  # with OneCycle, 2 epochs reach about 99.3% test accuracy (over 3 seeds: README "Results", the guide)
+BATCH_SIZE = 128  # 2x 03's 64, with a larger peak rate: chosen on validation for 2 epochs (section 4)
+LEARNING_RATE = 7e-3  # Adam's PEAK rate under OneCycle, chosen on validation for batch 128 and 2 epochs (section 4)
 SCHEDULE = "onecycle"  # "onecycle": warm up to LEARNING_RATE, then anneal to ~0; "constant": no schedule
 DROPOUT = 0.25  # dropout before the last layer: a little regularisation for the 401,536-weight fc1
 AUGMENT = False  # random small rotations/shifts of each training batch (see AugmentedLoader below)
@@ -96,28 +100,35 @@ class CNN(nn.Module):
         # The layers are created in the order forward() uses them, so that
         # print_shapes() below can run them one by one.
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)  # 32 * (1*3*3) + 32 = 320 parameters
-        self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(2)  # no parameters
+        self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)  # 64 * (32*3*3) + 64 = 18,496
-        self.relu2 = nn.ReLU()
         self.pool2 = nn.MaxPool2d(2)
+        self.relu2 = nn.ReLU()
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(64 * 7 * 7, 128)  # 3,136 * 128 + 128 = 401,536
         self.relu3 = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(128, 10)  # 1,290
 
+    # Pool, then ReLU. Most code writes conv -> ReLU -> pool; the two orders
+    # give the same numbers, because ReLU never changes which of four
+    # numbers is the largest: max(relu(a), relu(b)) = relu(max(a, b)).
+    # Pooling first leaves the ReLU 4x fewer numbers to compute (and to
+    # differentiate): 32 x 14 x 14 instead of 32 x 28 x 28 per image. Same
+    # outputs, same gradients, the same trained weights bit for bit
+    # (tests/test_05_06.py checks it), and a faster step (section 4).
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1(self.relu1(self.conv1(x)))  # (B, 1, 28, 28) -> (B, 32, 28, 28) -> (B, 32, 14, 14)
-        x = self.pool2(self.relu2(self.conv2(x)))  # -> (B, 64, 14, 14) -> (B, 64, 7, 7)
+        x = self.relu1(self.pool1(self.conv1(x)))  # (B, 1, 28, 28) -> (B, 32, 28, 28) -> (B, 32, 14, 14)
+        x = self.relu2(self.pool2(self.conv2(x)))  # -> (B, 64, 14, 14) -> (B, 64, 7, 7)
         x = self.flatten(x)  # -> (B, 3136): 64 maps of 7 x 7
         x = self.dropout(self.relu3(self.fc1(x)))  # -> (B, 128)
         return self.fc2(x)  # -> (B, 10) logits
 
     def feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What conv1 and conv2 (after their ReLU) make of the images x."""
+        """What conv1 and conv2 (after a ReLU, before pooling) make of the images x: (B, 32, 28, 28), (B, 64, 14, 14)."""
         conv1 = self.relu1(self.conv1(x))
-        conv2 = self.relu2(self.conv2(self.pool1(conv1)))
+        conv2 = self.relu2(self.conv2(self.pool1(conv1)))  # pool1(relu(.)) = relu(pool1(.)): what conv2 sees
         return conv1, conv2
 
 
@@ -238,14 +249,14 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     `channels_last` keeps the same shape and indexing (x[n, c, h, w] still
     works) but stores the numbers as (N, H, W, C), the channels of a pixel
     side by side, which the CPU's convolution code (oneDNN) reads much
-    faster. The maths, and so the accuracy, is unchanged. Measured on the
-    course's 2-core CPU (benchmarks/bench_training.py, 3 runs), a training
-    step of 06's CNN at batch 64 took 23-27 ms with the default layout and
-    17-20 ms with channels_last; an epoch about 24 s against about 16 s (medians, README "Results"). Only the 4-D conv weights change; the input needs
+    faster. The maths, and so the accuracy, is unchanged; the time per
+    epoch is in README "Performance" (benchmarks/bench_training.py
+    --experiments). Only the 4-D conv weights change; the input needs
     no conversion because an MNIST image has 1 channel, where both layouts
     are the same bytes, and every later activation follows the weights.
     """
     return model.to(memory_format=torch.channels_last)
+
 
 
 # ---------------------------------------------------------------------------
@@ -354,7 +365,7 @@ def plot_mlp_vs_cnn(mlp: dict | None, mlp_layers: dict, cnn: dict, cnn_layers: d
                     note: str = "defaults"):
     """mlp_vs_cnn.png: parameters per layer; validation error after every epoch with the final test error; time.
 
-    The two runs need not have the same number of epochs (03 trains 10, 06 3),
+    The two runs need not have the same number of epochs (03 trains 10, 06 2),
     so the middle panel compares them epoch by epoch, and the time panel says
     how many epochs each bar paid for. Errors (100% - accuracy) are drawn from
     0, so "3.6 times fewer mistakes" looks like it.
@@ -510,11 +521,22 @@ def describe_model(model: CNN, data, batch_size: int) -> dict:
 # it to almost zero (small, careful steps at the end settle into a good
 # minimum). It is stepped after every batch: train_model passes it to
 # train_epoch. --schedule constant keeps --lr throughout, as 03 does, so you
-# can measure what the schedule adds: in the course's runs (3 epochs, seed 0)
-# a few tenths of a point over a constant 0.001, little next to what the
-# convolutions add over 03's MLP (LEARNING_GUIDE.md, 06). channels_last
-# only changes how the numbers are laid out in memory, which the CPU's
-# convolution code reads faster (see to_channels_last above).
+# can measure what the schedule adds (LEARNING_GUIDE.md, 06, has the course's
+# runs): little next to what the convolutions add over 03's MLP.
+#
+# Why these defaults are fast (README "Performance" times each against the
+# plain loop: batch 64, NCHW layout, plain Adam, constant lr, 3 epochs):
+#   * channels_last: the numbers laid out the way the CPU's convolution
+#     code reads them fastest (to_channels_last above);
+#   * pooling before the ReLU (CNN.forward): the same numbers, less work;
+#   * 2 epochs instead of 3: OneCycle anneals to almost 0 by the last step
+#     of however many epochs it is given, and 2 were enough for about 99.2%
+#     (README "Performance", mean of 3 seeds);
+#   * batch 128 with a peak rate of 7e-3: half the steps of batch 64, each
+#     twice the work, so about the same time per epoch (measured within
+#     noise of batch 64). A batch twice as large takes half the steps, so it
+#     wants a larger rate: of 5e-3, 7e-3 and 1e-2, 7e-3 had the best mean
+#     validation accuracy after 2 epochs (seeds 0-4; the test set unread).
 def train(model: CNN, data, args, device: torch.device) -> tuple[CNN, dict, dict]:
     """Section 4: (the trained model, its history per epoch, its test loss and accuracy)."""
     if args.channels_last and device.type == "cpu":
@@ -597,7 +619,7 @@ def where_it_goes_wrong(model: CNN, data, device, out_dir: Path, *, show: bool, 
 # ---------------------------------------------------------------------------
 # 7. The MLP of 03 next to the CNN
 # ---------------------------------------------------------------------------
-# 03 trains for 10 epochs, 06 for 3: a table of final numbers compares
+# 03 trains for 10 epochs, 06 for 2: a table of final numbers compares
 # unequal budgets. mlp_vs_cnn.png therefore draws both runs' validation
 # error after EVERY epoch, so you can compare them at the same epoch.
 def compare_with_mlp(cnn: dict, description: dict, out_dir: Path, *, show: bool, note: str) -> dict | None:

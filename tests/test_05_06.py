@@ -52,6 +52,50 @@ def test_06_parameter_count_and_shapes():
     assert torch.allclose(model(x), layer_by_layer)
 
 
+def _train_a_few_steps(model, steps=8, channels_last=False):
+    """A few Adam steps on fixed random batches; returns the final weights."""
+    torch.manual_seed(1)
+    batches = [(torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))) for _ in range(steps)]
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for images, labels in batches:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+class TextbookCNN(cnn.CNN):
+    """06's CNN in the usual order conv -> ReLU -> pool (06 pools first)."""
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.fc2(self.dropout(self.relu3(self.fc1(self.flatten(x)))))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_06_pooling_before_relu_trains_to_the_same_weights_bit_for_bit(channels_last):
+    # 06's comment claims the order changes nothing but speed: the same forward values, the same
+    # gradients, so the same weights after training (dropout included: both draw the same masks).
+    weights = []
+    for model_class in (cnn.CNN, TextbookCNN):
+        torch.manual_seed(0)
+        weights.append(_train_a_few_steps(model_class(), channels_last=channels_last))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # and the comparison can tell: a model that pools with average instead does not match
+    class AvgPool(cnn.CNN):
+        def forward(self, x):
+            x = self.relu1(torch.nn.functional.avg_pool2d(self.conv1(x), 2))
+            x = self.relu2(torch.nn.functional.avg_pool2d(self.conv2(x), 2))
+            return self.fc2(self.dropout(self.relu3(self.fc1(self.flatten(x)))))
+    torch.manual_seed(0)
+    other = _train_a_few_steps(AvgPool(), channels_last=channels_last)
+    assert not torch.equal(other["conv1.weight"], weights[0]["conv1.weight"])
+
+
 def test_no_activation_network_is_linear_and_collapses_to_one_layer():
     torch.manual_seed(0)
     model = arch.NoActivationNN().double()
