@@ -462,6 +462,10 @@ def script_parser(script: str):
         module = dl_utils.import_script(path.stem)
         if hasattr(module, "build_parser"):
             parser = module.build_parser()
+    elif (delegate := re.search(r"from course\.(\w+) import main", path.read_text(encoding="utf-8"))) and \
+            "build_parser" in (REPO / "course" / f"{delegate.group(1)}.py").read_text(encoding="utf-8"):
+        # e.g. `python dl_utils.py` runs course/setup_check.py's main(): its parser, without a process
+        parser = importlib.import_module(f"course.{delegate.group(1)}").build_parser()
     elif "build_parser" in path.read_text(encoding="utf-8"):
         spec = importlib.util.spec_from_file_location("docs_" + path.stem, path)
         module = importlib.util.module_from_spec(spec)
