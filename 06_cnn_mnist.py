@@ -9,7 +9,7 @@ What you will learn
     parameters and its computation go, and what it loses when the pixels
     are shuffled (--pixels shuffled: the MLP never notices, the CNN does)
   * a learning-rate schedule (OneCycle), and what makes a CPU train a CNN fast
-    (memory layout, batch size, pooling before the ReLU), each measured
+    (memory layout, pooling before the ReLU, fewer epochs), each measured
   * how to look inside a trained network: its filters, its feature maps,
     its confusion matrix (which digits it mixes up), and its worst mistakes
 
@@ -117,7 +117,8 @@ class CNN(nn.Module):
     # Pooling first leaves the ReLU 4x fewer numbers to compute (and to
     # differentiate): 32 x 14 x 14 instead of 32 x 28 x 28 per image. Same
     # outputs, same gradients, the same trained weights bit for bit
-    # (tests/test_05_06.py checks it), and a faster step (section 4).
+    # (tests/test_05_06.py checks it), and with channels_last a faster step
+    # (section 4, README "Performance").
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu1(self.pool1(self.conv1(x)))  # (B, 1, 28, 28) -> (B, 32, 28, 28) -> (B, 32, 14, 14)
         x = self.relu2(self.pool2(self.conv2(x)))  # -> (B, 64, 14, 14) -> (B, 64, 7, 7)
@@ -256,7 +257,6 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     are the same bytes, and every later activation follows the weights.
     """
     return model.to(memory_format=torch.channels_last)
-
 
 
 # ---------------------------------------------------------------------------

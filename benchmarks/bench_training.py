@@ -372,7 +372,10 @@ def bench_cnn_vs_plain(args, device: torch.device) -> dict:
 # ---------------------------------------------------------------------------
 def time_cnn(module, data, *, device: torch.device, steps: int, channels_last: bool, pool_first: bool = True,
              fused: bool = False, batch_size: int | None = None, seed: int = SEED) -> dict:
-    """Seconds per training step of 06's CNN (one variant), and of one validation pass; s/epoch from both."""
+    """Seconds per training step of 06's CNN (one variant), and of one validation pass; s/epoch from both.
+
+    `batch_size` is only recorded by the caller's variant: the batches come from `data`, already cut.
+    """
     dl_utils.set_seed(seed)
     data.train_loader.generator.manual_seed(seed)  # same batches for every variant
     model = (module.CNN if pool_first else textbook_order(module))().to(device)

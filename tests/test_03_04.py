@@ -161,4 +161,3 @@ def test_04_checks_your_picture_before_the_test_set(trained, tiny_mnist, tmp_pat
         load.main(["--data-dir", str(tiny_mnist), "--model", str(out / "mnist_model.pth"), "--out-dir", str(tmp_path),
                    "--image", str(tmp_path / "notes.png")])
     assert not (tmp_path / "predictions.png").exists()
-

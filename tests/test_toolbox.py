@@ -339,3 +339,49 @@ def test_dl_utils_module_map_names_everything_with_the_lessons_that_use_it():
     wrong = {name: (sorted(tags), sorted(lesson_users(name))) for name, tags in entries.items()
              if tags != lesson_users(name)}
     assert wrong == {}, "map tags (left) against the lessons whose code calls dl_utils.NAME (right)"
+
+
+# ---------------------------------------------------------------------------
+# benchmarks/bench_training.py: the verdicts of its table, and no machine path in what it records
+# ---------------------------------------------------------------------------
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_training", REPO / "benchmarks" / "bench_training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench_results(*, standard_s=200.0, course_s=25.0, standard_train=180.0, course_train=20.0,
+                   plain_train=120.0, cnn_train=50.0, cnn_accuracies=(0.992, 0.9921, 0.992)):
+    process = {"standard": {"wall_s_median": standard_s, "train_s_median": standard_train, "test_accuracy": [0.9774],
+                            "peak_rss_bytes_max": 9e8},
+               "dl_utils": {"wall_s_median": course_s, "train_s_median": course_train, "test_accuracy": [0.9767],
+                            "peak_rss_bytes_max": 1e9},
+               "speedup": standard_s / course_s, "loop_speedup": standard_train / course_train}
+    mean = sum(cnn_accuracies) / len(cnn_accuracies)
+    cnn = {"plain": {"epochs": 3, "train_seconds": plain_train, "test_accuracy": 0.9893},
+           "defaults": {"command": "python 06_cnn_mnist.py", "epochs": 2, "seeds": [0, 1, 2], "train_seconds": cnn_train,
+                        "test_accuracy_mean": mean, "test_accuracy_min": min(cnn_accuracies),
+                        "test_accuracy_max": max(cnn_accuracies)},
+           "time_ratio": cnn_train / plain_train}
+    return {"process": process, "cnn": cnn}
+
+
+def test_bench_training_says_yes_only_when_a_target_holds():
+    bench = _bench()
+    met = [row[4] for row in bench.targets(_bench_results()).values()]
+    assert met == [True] * len(met) and len(met) == 6
+    misses = {"whole process": dict(course_s=200.0 / 5.9), "training loop": dict(course_train=180.0 / 7.9),
+              "CNN training": dict(cnn_train=0.46 * 120.0), "CNN test accuracy": dict(cnn_accuracies=(0.9919,) * 3)}
+    for what, change in misses.items():
+        rows = bench.targets(_bench_results(**change))
+        failed = [name for name, row in rows.items() if row[4] is False]
+        assert len(failed) == 1 and (what in failed[0] or what.split()[0] in failed[0]), (what, failed)
+
+
+def test_bench_training_records_commands_without_this_machines_paths(tmp_path):
+    bench = _bench()
+    command = [sys.executable, str(REPO / "03_train_mnist.py"), "--out-dir", str(tmp_path / "out")]
+    assert bench.shown_command(command, tmp_path) == "python 03_train_mnist.py --out-dir TMP/out"
