@@ -40,7 +40,7 @@ import dl_utils
 # Settings
 # ---------------------------------------------------------------------------
 SEED = 0  # fixes which images land in the first shuffled batch
-BATCH_SIZE = 64  # the batch we inspect in section 6 (03 trains with the same size)
+BATCH_SIZE = 128  # the batch we inspect in section 6 (03 trains with the same size)
 DIGIT_INDEX = 0  # which training image section 3 prints as numbers (#0 is a 5)
 SAMPLE_ROWS, SAMPLE_COLUMNS = 4, 8  # mnist_samples.png shows the first 4 x 8 = 32 training images
 DIGITS = range(10)

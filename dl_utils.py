@@ -11,7 +11,8 @@ What lives here, in the order a lesson uses it; [03 05] = the lessons whose code
     settings  add_common_args [01 02 03 04 05 06 07], parse_args [01 02 03 04 05 06 07],
               settings_from_args [01 02 03 04 06 07], changed_settings [03 06], positive_int [03 04 05 07],
               positive_float [05], fraction [03 06], note_written
-    device    get_device [01 02 03 04 05 06 07], device_name [01 02 04 05 07], set_seed [01 02 03 04 05 06 07]
+    device    get_device [01 02 03 04 05 06 07], device_name [01 02 04 05 07], set_seed [01 02 03 04 05 06 07],
+              fused_adam_works [03]
     data      read_idx, read_mnist [02 03], resolve_data_dir [02], split_indices [02 03],
               normalization_stats [02 03], shuffle_pixels, load_mnist_data [02 03 04 05 06 07],
               InMemoryLoader [06], MNISTData [06], standard_mnist_loaders [02]
@@ -179,6 +180,20 @@ def device_name(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({_threads()})"
     return device.type
+
+
+def fused_adam_works(device: torch.device) -> bool:
+    """Can `torch.optim.Adam(..., fused=True)` run on `device` with the installed PyTorch?
+
+    Fused Adam exists for CUDA and, since PyTorch 2.4, the CPU; other
+    devices (MPS on some versions) refuse it when the optimizer is built.
+    Building one for a single number is the surest test.
+    """
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        return True
+    except (RuntimeError, ValueError, TypeError):
+        return False
 
 
 def set_seed(seed: int) -> None:

@@ -448,7 +448,7 @@ def check_shuffled_batches(fn):
     if sizes == [size] * (n // size):
         raise Fail(f"{call} should give {math.ceil(n / size)} batches of sizes {[5, 5, 5, 5, 3]}; yours gives "
                    f"{len(batches)} of sizes {sizes}: the last, partial batch is missing, so 3 examples are never "
-                   "trained on. (55,000 MNIST images in batches of 64 make 860 batches, the last one of 24.)")
+                   "trained on. (55,000 MNIST images in batches of 128, 03's size, make 430 batches, the last one of 88.)")
     if sizes != [5, 5, 5, 5, 3]:
         raise Fail(f"{call} should give batches of sizes [5, 5, 5, 5, 3]; yours gives sizes {sizes}.")
     ids = torch.cat([b[0][:, 0, 0, 0] for b in batches]).long()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import N_TEST, REPO
+from conftest import N_TEST, REPO, load_script
 from course import setup_check
 
 NO_SPEED = ["--speed-seconds", "0"]
@@ -97,7 +97,7 @@ def test_the_speed_check_times_03s_network(tiny_mnist, tmp_path, capsys):
     assert status == 0
     speed = next(line for line in out.splitlines() if line.startswith("speed"))
     steps = float(speed.split()[1].replace(",", ""))
-    assert steps > 0 and "training steps a second of 03's network at batch 64" in speed
+    assert steps > 0 and f"training steps a second of 03's network at batch {load_script('03_train_mnist').BATCH_SIZE}" in speed
 
 
 def test_python_dl_utils_py_runs_the_check_without_a_traceback(tmp_path):
