@@ -27,8 +27,8 @@ Writes (in outputs/, or --out-dir)
     03_train_mnist.json    the measured results (the docs quote this file)
     experiments.csv        one more row in your log of every training run
 
-How long: about 25 s for the whole script on the course's 2-core CPU, about 18 s of it
-training (README.md "Results" has the measured figures); --quick: about 5 s. The usual
+How long: about 10 s for the whole script on the course's 2-core CPU, about 5 s of it
+training (README.md "Results" has the measured figures); --quick: a few seconds. The usual
 ToTensor() + Normalize() + DataLoader pipeline made the same run about 7 times slower
 (README.md "Performance": benchmarks/bench_training.py, docs/results/bench_training.json).
 """

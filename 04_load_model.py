@@ -398,6 +398,15 @@ def main(argv=None) -> dict:
     print(f"Device: {device} ({why})")
 
     checkpoint = open_checkpoint(model_path)  # section 2
+    # 03 and 06 record every flag in the checkpoint; --pixels shuffled means the model only ever saw
+    # digits with their 784 pixels moved by one fixed permutation, so it must be shown them that way again.
+    pixels = checkpoint.get("hyperparameters", {}).get("pixels", "natural")
+    if pixels != "natural" and (args.image is not None or args.draw):
+        raise dl_utils.CourseError(
+            f"{model_path} was trained with --pixels {pixels}: it has only ever seen digits whose pixels were moved "
+            "by one fixed permutation, so a picture of your own digit means nothing to it. Use a checkpoint "
+            "trained on natural pixels (python 03_train_mnist.py or 06_cnn_mnist.py without --pixels) for "
+            "--image and --draw.")
     if args.image is not None:  # a missing or unreadable picture: say so now, not after the test set
         dl_utils.prepare_digit_image(args.image, **checkpoint["normalization"])
     model = rebuild(checkpoint, model_path, hidden=args.hidden, batch_norm=args.batch_norm, device=device)  # 3
@@ -409,9 +418,10 @@ def main(argv=None) -> dict:
     # 5. Same model, same data, same accuracy
     # -----------------------------------------------------------------------
     # We normalise the test images with the statistics stored in the
-    # checkpoint: a model must see its inputs exactly as it saw them in training.
+    # checkpoint (and shuffle their pixels as in training, if it was trained
+    # so): a model must see its inputs exactly as it saw them in training.
     data = dl_utils.load_mnist_data(args.data_dir, seed=args.seed, device=device,
-                                    normalization=checkpoint["normalization"])
+                                    normalization=checkpoint["normalization"], pixels=pixels)
     test = dl_utils.evaluate_model(model, data.test_loader, loss_fn=torch.nn.CrossEntropyLoss(), device=device)
     saved_accuracy = checkpoint["metrics"].get("test_accuracy")
     identical = saved_accuracy is not None and abs(test["accuracy"] - saved_accuracy) < 1e-9

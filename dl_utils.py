@@ -12,7 +12,7 @@ What lives here, in the order a lesson uses it; [03 05] = the lessons whose code
               settings_from_args [01 02 03 04 06 07], changed_settings [03 06], positive_int [03 04 05 07],
               positive_float [05], fraction [03 06], note_written
     device    get_device [01 02 03 04 05 06 07], device_name [01 02 04 05 07], set_seed [01 02 03 04 05 06 07],
-              fused_adam_works [03]
+              fused_adam_works [03 06]
     data      read_idx, read_mnist [02 03], resolve_data_dir [02], split_indices [02 03],
               normalization_stats [02 03], shuffle_pixels, load_mnist_data [02 03 04 05 06 07],
               InMemoryLoader [06], MNISTData [06], standard_mnist_loaders [02]

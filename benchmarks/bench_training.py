@@ -415,15 +415,15 @@ def cnn_ladder(module, thread_counts) -> dict:
     plain = {"batch_size": PLAIN_CNN["batch_size"], "channels_last": False, "pool_first": True, "fused": False}
     last = {**plain, "channels_last": True}
     batch = {**last, "batch_size": getattr(module, "BATCH_SIZE", 128)}
-    defaults = batch  # 06's Adam is foreach=True: the plain loop's arithmetic, so not a separate step here
+    defaults = {**batch, "fused": bool(getattr(module, "FUSED", False))}
     # Short keys, so the docs can quote each one (experiments.cnn.KEY.s_per_epoch); the label says what it is.
     variants = {
         "plain": {**plain, "label": "the plain loop's settings: batch 64, NCHW, plain Adam (06 pools first)"},
         "plain_textbook_order": {**plain, "pool_first": False, "label": "the same, conv-ReLU-pool (textbook order)"},
         "channels_last_textbook_order": {**last, "pool_first": False, "label": "channels_last, conv-ReLU-pool"},
         "channels_last": {**last, "label": "channels_last (06 pools first)"},
-        "defaults": {**defaults, "label": f"+ batch {batch['batch_size']}: 06's defaults"},
-        "fused": {**defaults, "fused": True, "label": "06's defaults with Adam(fused=True)"},
+        "batch_128": {**batch, "label": f"+ batch {batch['batch_size']} (and its peak rate)"},
+        "defaults": {**defaults, "label": "+ Adam(fused=True): 06's defaults"},
     }
     for n in thread_counts:
         if n != torch.get_num_threads():

@@ -45,6 +45,7 @@ IMAGES = REPO / "docs" / "images"
 VARIANTS = {"group": "03_variants"}  # 03's "try this" runs share one experiments.csv, read by 05_compare_runs
 # 07 reads the checkpoints of a short 03 run and a short 06 run from its own folder ("needs": run them too).
 LOOK = {"group": "07_look_inside"}
+LOOK_NS = {"group": "07_no_smoothing"}
 RUNS = [
     ("01_hello_pytorch", "01_hello_pytorch.py", [], ["activation_functions.png"]),
     ("02_load_mnist", "02_load_mnist.py", [], ["mnist_samples.png", "mnist_statistics.png"]),
@@ -119,6 +120,12 @@ RUNS = [
     ("07_look_inside", "07_look_inside.py", [], ["mlp_weights.png", "saliency.png", "feature_space.png",
                                                  "decision_boundary.png", "confidence.png", "fgsm_vs_epsilon.png"],
      {**LOOK, "needs": ["07_mlp", "07_cnn"]}),
+    # The same look with a CNN trained without label smoothing (06's --label-smoothing 0): what the smoothing
+    # does to the CNN's confidence (calibration), isolated. Its own folder, so its MLP is the same 3-epoch 03.
+    ("07_ns_mlp", "03_train_mnist.py", ["--epochs", "3"], [], LOOK_NS),
+    ("07_ns_cnn", "06_cnn_mnist.py", ["--epochs", "1", "--label-smoothing", "0"], [], LOOK_NS),
+    ("07_no_smoothing", "07_look_inside.py", [], ["confidence.png"],
+     {**LOOK_NS, "needs": ["07_ns_mlp", "07_ns_cnn"], "results": "07_look_inside"}),
     # The exercises' challenges on the real MNIST (exercises/check.py --challenge), the reference solutions,
     # 3 seeds each: exercises/solutions/challenges.py must pass on every seed.
     ("challenge_mlp", "exercises/check.py", ["--challenge", "mlp", "--solutions", "--seeds", "3"], [],
@@ -134,6 +141,9 @@ RUNS = [
        ["--seeds", "10", *tilt, "--model", "{03_train_mnist}/mnist_model.pth", "{06_cnn_mnist}/cnn_model.pth",
         "{06_augment}/cnn_model.pth"], [], {"results": "own_digits"})
       for name, tilt in (("own_digits", []), ("own_digits_slanted", ["--tilt", "25"]))],
+    # 04 --draw without a screen: a 1, then a bar on top, drawn for 06's CNN (LEARNING_GUIDE.md, 04).
+    ("04_draw", "benchmarks/draw_replay.py", ["--model", "{06_cnn_mnist}/cnn_model.pth"], ["screenshot.png"],
+     {"results": "draw_replay"}),
 ]
 
 

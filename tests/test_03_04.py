@@ -161,3 +161,21 @@ def test_04_checks_your_picture_before_the_test_set(trained, tiny_mnist, tmp_pat
         load.main(["--data-dir", str(tiny_mnist), "--model", str(out / "mnist_model.pth"), "--out-dir", str(tmp_path),
                    "--image", str(tmp_path / "notes.png")])
     assert not (tmp_path / "predictions.png").exists()
+
+
+def test_04_shows_a_shuffled_pixels_model_the_same_shuffle(tiny_mnist, tmp_path):
+    """A model trained with --pixels shuffled reloads to its own accuracy; natural pixels would give another."""
+    common = ["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--device", "cpu"]
+    trained = train.main(common + ["--epochs", "2", "--pixels", "shuffled"])
+    reloaded = load.main(common)
+    assert reloaded["test_accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-9)
+    # the check can fail: the same weights on unshuffled test digits score differently
+    checkpoint = dl_utils.load_checkpoint(tmp_path / "mnist_model.pth")
+    model = load.build_model(checkpoint, hidden=128, batch_norm=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    natural = dl_utils.load_mnist_data(tiny_mnist, normalization=checkpoint["normalization"])
+    unshuffled = dl_utils.evaluate_model(model, natural.test_loader, loss_fn=torch.nn.CrossEntropyLoss())
+    assert unshuffled["accuracy"] != pytest.approx(trained["test_accuracy"], abs=1e-9)
+    (tmp_path / "d.png").write_bytes(b"")
+    with pytest.raises(dl_utils.CourseError, match="--pixels shuffled"):
+        load.main(common + ["--image", str(tmp_path / "d.png")])

@@ -11,39 +11,25 @@ import sys
 import numpy as np
 import pytest
 import torch
-from matplotlib.backend_bases import KeyEvent, MouseEvent
+from matplotlib.backend_bases import KeyEvent
 
 import dl_utils
 from conftest import REPO, load_script
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+import digit_strokes  # noqa: E402
 from digit_strokes import STROKES  # noqa: E402
 
 load = load_script("04_load_model")
 RAW = {"mean": 0.0, "std": 1.0}  # the template model below compares raw pixels
 
 
-def to_pad(point, pad=load.PAD_PIXELS, margin=0.12):
-    """A point of the unit-box stroke table -> pad pixels."""
-    return tuple(margin * pad + (1 - 2 * margin) * pad * v for v in point)
+def to_pad(point, pad=load.PAD_PIXELS):
+    return digit_strokes.to_pad(point, pad)
 
 
 def draw_strokes(pad, strokes):
-    """Press, drag through every point, release: one mouse stroke per stroke of the table."""
-    canvas = pad.fig.canvas
-    # A window redraws when it is idle, once for many events; Agg would redraw the whole
-    # figure for every single event (seconds per digit), so the tests skip the redraw.
-    canvas.draw_idle = lambda *args, **kwargs: None
-
-    def send(name, point, **kw):
-        x, y = pad.ax_pad.transData.transform(to_pad(point))
-        canvas.callbacks.process(name, MouseEvent(name, canvas, x, y, **kw))
-
-    for stroke in strokes:
-        send("button_press_event", stroke[0], button=1)
-        for point in stroke[1:]:
-            send("motion_notify_event", point, buttons={1})
-        send("button_release_event", stroke[-1], button=1)
+    digit_strokes.draw_on_pad(pad, strokes, load.PAD_PIXELS)
 
 
 def press_key(pad, key):
@@ -141,3 +127,24 @@ def test_draw_without_a_screen_says_so(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "needs a window" in done.stderr and "--image" in done.stderr and "agg" in done.stderr.lower()
+
+
+def test_draw_replay_records_an_answer_per_stroke_and_the_picture(tmp_path):
+    """benchmarks/draw_replay.py (the guide's screenshot): 04's --draw, two strokes, one answer each."""
+    import json
+
+    import draw_replay
+
+    model = load.SimpleNN()
+    dl_utils.save_checkpoint(tmp_path / "mnist_model.pth", model=model, arch="SimpleNN",
+                             model_config={"hidden": 128, "dropout": 0.0, "batch_norm": False}, hyperparameters={},
+                             metrics={"test_accuracy": 0.1}, normalization={"mean": 0.13, "std": 0.31})
+    summary = draw_replay.main(["--model", str(tmp_path / "mnist_model.pth"), "--out-dir", str(tmp_path)])
+    assert [step["after"] for step in summary["strokes"]] == [name for name, _ in draw_replay.STEPS]
+    assert json.loads((tmp_path / "draw_replay.json").read_text()) == summary
+    # the first answer is what the network says about a 1 drawn alone, prepared as --image does
+    _, _, tensor = dl_utils.prepare_digit_image(_drawing_of(STROKES[1], tmp_path), mean=0.13, std=0.31)
+    assert summary["strokes"][0]["digit"] == int(dl_utils.predict_digit(model.eval(), tensor).argmax())
+    assert (tmp_path / draw_replay.FIGURE).stat().st_size > 10_000
+    # 04 is left as it was: its own show() and backend check, not the replay's stand-ins
+    assert (load.DrawingPad.show.__name__, load.interactive_backend.__name__) == ("show", "interactive_backend")

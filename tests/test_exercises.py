@@ -458,6 +458,22 @@ def test_challenge_trains_and_writes_results(tiny_mnist, tmp_path, capsys):
     assert "challenge_mlp" in (tmp_path / "experiments.csv").read_text()  # the lab notebook got its row
 
 
+def test_cnn_challenge_trains_a_convolutional_network(tiny_mnist, tmp_path, capsys):
+    """The CNN path (06's channels_last on a CPU) runs end to end: a results file, no traceback."""
+    (tmp_path / "challenges.py").write_text(
+        "from torch import nn\n"
+        "def cnn_challenge():\n"
+        "    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),\n"
+        "                          nn.Linear(4 * 7 * 7, 10))\n"
+        "    return model, {'epochs': 1, 'batch_size': 64, 'lr': 0.01}\n")
+    code = check.main(["--challenge", "cnn", "--dir", str(tmp_path), "--data-dir", str(tiny_mnist),
+                       "--out-dir", str(tmp_path), "--device", "cpu"])
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "challenge_cnn.json").read_text())
+    assert "Seed 0: best validation accuracy" in out and data["parameters"] == 4 * 9 + 4 + 196 * 10 + 10
+    assert data["passed"] == (code == 0) == (data["test_accuracy"] >= 0.99)
+
+
 def test_challenge_without_mnist_says_where_to_put_it(tmp_path, monkeypatch):
     from torchvision import datasets
 
