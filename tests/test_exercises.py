@@ -441,17 +441,21 @@ def test_shipped_stubs_are_what_reset_writes():
         pytest.skip(f"exercise files edited by a learner: {edited}")
 
 
+def run_challenge(name, source, tiny_mnist, tmp_path, capsys):
+    """Write `source` as a learner's challenges.py, check challenge `name`: (exit code, printed, results JSON)."""
+    (tmp_path / "challenges.py").write_text("from torch import nn\n" + source)
+    code = check.main(["--challenge", name, "--dir", str(tmp_path), "--data-dir", str(tiny_mnist),
+                       "--out-dir", str(tmp_path), "--device", "cpu"])
+    return code, capsys.readouterr().out, json.loads((tmp_path / f"challenge_{name}.json").read_text())
+
+
 def test_challenge_trains_and_writes_results(tiny_mnist, tmp_path, capsys):
-    (tmp_path / "challenges.py").write_text(
-        "from torch import nn\n"
+    code, out, data = run_challenge("mlp", (
         "def mlp_challenge():\n"
         "    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))\n"
-        "    return model, {'epochs': 2, 'batch_size': 64, 'lr': 0.003, 'scheduler': 'onecycle'}\n")
-    code = check.main(["--challenge", "mlp", "--dir", str(tmp_path), "--data-dir", str(tiny_mnist),
-                       "--out-dir", str(tmp_path), "--device", "cpu"])
-    out = capsys.readouterr().out
+        "    return model, {'epochs': 2, 'batch_size': 64, 'lr': 0.003, 'scheduler': 'onecycle'}\n"),
+        tiny_mnist, tmp_path, capsys)
     assert "Epoch 2/2" in out and "Seed 0: best validation accuracy" in out
-    data = json.loads((tmp_path / "challenge_mlp.json").read_text())
     assert data["challenge"] == "mlp" and data["settings"]["epochs"] == 2 and data["parameters"] == 12_730
     assert data["passed"] == (code == 0) == ("PASSED" in out) == (data["test_accuracy"] > 0.98)
     assert data["train_seconds"] > 0 and len(data["runs"][0]["history"]["val_accuracy"]) == 2
@@ -460,16 +464,12 @@ def test_challenge_trains_and_writes_results(tiny_mnist, tmp_path, capsys):
 
 def test_cnn_challenge_trains_a_convolutional_network(tiny_mnist, tmp_path, capsys):
     """The CNN path (06's channels_last on a CPU) runs end to end: a results file, no traceback."""
-    (tmp_path / "challenges.py").write_text(
-        "from torch import nn\n"
+    code, out, data = run_challenge("cnn", (
         "def cnn_challenge():\n"
         "    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(),\n"
         "                          nn.Linear(4 * 7 * 7, 10))\n"
-        "    return model, {'epochs': 1, 'batch_size': 64, 'lr': 0.01}\n")
-    code = check.main(["--challenge", "cnn", "--dir", str(tmp_path), "--data-dir", str(tiny_mnist),
-                       "--out-dir", str(tmp_path), "--device", "cpu"])
-    out = capsys.readouterr().out
-    data = json.loads((tmp_path / "challenge_cnn.json").read_text())
+        "    return model, {'epochs': 1, 'batch_size': 64, 'lr': 0.01}\n"),
+        tiny_mnist, tmp_path, capsys)
     assert "Seed 0: best validation accuracy" in out and data["parameters"] == 4 * 9 + 4 + 196 * 10 + 10
     assert data["passed"] == (code == 0) == (data["test_accuracy"] >= 0.99)
 
