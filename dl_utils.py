@@ -185,8 +185,9 @@ def device_name(device: torch.device) -> str:
 def fused_adam_works(device: torch.device) -> bool:
     """Can `torch.optim.Adam(..., fused=True)` run on `device` with the installed PyTorch?
 
-    Fused Adam exists for CUDA and, since PyTorch 2.4, the CPU; other
-    devices (MPS on some versions) refuse it when the optimizer is built.
+    Fused Adam exists for CUDA and, in recent PyTorch releases, the CPU;
+    where it does not (older builds, some MPS versions) building the
+    optimizer raises an error.
     Building one for a single number is the surest test.
     """
     try:
