@@ -18,12 +18,16 @@ RESULT_COLUMNS = ("time", "script", "parameters", "best_val_accuracy", "test_acc
 
 
 def _cell_value(text: str):
-    """One CSV cell -> None, True/False, int, float or the string itself."""
+    """One CSV cell -> None, True/False, int, float or the string itself.
+
+    Only "True" and "False", as Python writes a bool, become bools: a
+    choice such as 03's --labels true stays the text "true".
+    """
     text = text.strip()
     if text == "" or text.lower() == "none":
         return None
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
+    if text in ("True", "False"):
+        return text == "True"
     for kind in (int, float):
         try:
             return kind(text)
@@ -51,8 +55,12 @@ def filter_runs(runs: list[dict], where: dict) -> list[dict]:
         raise _course_error(f"experiments.csv has no column {', '.join(unknown)}; its columns are: "
                           f"{', '.join(sorted(known))}.")
     wanted = {key: _cell_value(value) for key, value in where.items()}
+
+    def matches(cell, value, text):  # "batch_norm=true" as typed still finds the bool True
+        return cell == value or (isinstance(cell, bool) and str(cell).lower() == text.strip().lower())
+
     # 0 == 0.0 and 1 == True in Python: "dropout=0" keeps rows where dropout is 0.0.
-    return [run for run in runs if all(run.get(key) == value for key, value in wanted.items())]
+    return [run for run in runs if all(matches(run.get(key), value, where[key]) for key, value in wanted.items())]
 
 
 def best_runs(runs: list[dict], *, k: int = 10, by: str = "best_val_accuracy") -> list[dict]:

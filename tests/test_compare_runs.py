@@ -127,3 +127,14 @@ def test_05_where_needs_setting_equals_value(capsys):
     with pytest.raises(SystemExit) as caught:
         arch.main(["--compare-runs", "lr", "--where", "optimizer"])
     assert caught.value.code == 2 and "SETTING=VALUE" in capsys.readouterr().err
+
+
+def test_a_choice_spelt_true_stays_text_and_a_bool_is_found_as_typed():
+    """--labels true is a choice, not a bool; --where batch_norm=true still finds batch_norm True."""
+    from course import lab_notebook
+
+    assert lab_notebook._cell_value("true") == "true" and lab_notebook._cell_value("True") is True
+    runs = [{"labels": "true", "batch_norm": True}, {"labels": "random", "batch_norm": False}]
+    assert lab_notebook.filter_runs(runs, {"labels": "true"}) == runs[:1]
+    assert lab_notebook.filter_runs(runs, {"batch_norm": "true"}) == runs[:1]
+    assert lab_notebook.filter_runs(runs, {"batch_norm": "False"}) == runs[1:]
