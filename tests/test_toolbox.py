@@ -153,16 +153,24 @@ def test_a_crash_in_learner_code_is_one_paragraph(capsys, monkeypatch):
 def test_ctrl_c_mid_training_exits_130_and_keeps_the_old_checkpoint(tiny_mnist, tmp_path):
     previous = tmp_path / "mnist_model.pth"
     previous.write_bytes(b"the checkpoint of the last finished run")
+    # A shell started in the background (`... &`) makes its children ignore Ctrl-C, and Python then never
+    # raises KeyboardInterrupt: give the child the default handling back, as a terminal would.
     process = subprocess.Popen(
         [sys.executable, str(REPO / "03_train_mnist.py"), "--data-dir", str(tiny_mnist), "--out-dir",
          str(tmp_path), "--epochs", "100000", "--hidden", "512"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"})
-    for line in process.stdout:  # wait until training is under way
-        if line.startswith("Epoch 2/"):
-            break
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for line in process.stdout:  # wait until training is under way
+            if line.startswith("Epoch 2/"):
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:  # never leave a 100,000-epoch run behind, whatever failed above
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert "Interrupted during epoch" in err and "Nothing of this run was saved" in err
