@@ -21,9 +21,9 @@ foreach / fused, torch.compile, DataLoader workers, and 06's CNN from the
 plain loop to its defaults, one change per row): bench_training_experiments.json.
 
 Run it (from anywhere; the MNIST folder as for the lesson scripts)
-    python benchmarks/bench_training.py --data-dir DATA_DIR                 # the three ratios (~10 min, 2-core CPU)
+    python benchmarks/bench_training.py --data-dir DATA_DIR                 # the three ratios (~4 min, 2-core CPU)
     python benchmarks/bench_training.py --data-dir DATA_DIR --quick         # fewer epochs, a check that it works
-    python benchmarks/bench_training.py --data-dir DATA_DIR --experiments   # one setting at a time (~10 min)
+    python benchmarks/bench_training.py --data-dir DATA_DIR --experiments   # one setting at a time (~1.5 min)
     python benchmarks/run_all.py --data-dir DATA_DIR --only bench_training bench_training_experiments   # into docs/results
 
 Times on a machine busy with other work are inflated (the JSON records the

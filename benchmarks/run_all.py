@@ -5,7 +5,7 @@ quoted from the files this script writes, and tests/test_docs.py checks each
 quoted number against them. Rerun it after changing a script, then update
 the docs where the numbers moved.
 
-    python benchmarks/run_all.py --data-dir DATA_DIR            # everything (~15 min, 2-core CPU)
+    python benchmarks/run_all.py --data-dir DATA_DIR            # everything (~30 min, 2-core CPU)
     python benchmarks/run_all.py --data-dir DATA_DIR --only 03_train_mnist 04_load_model
     # 07 reads the checkpoints of 07_mlp (03, 3 epochs) and 07_cnn (06, 1 epoch), run into its folder first
     python benchmarks/run_all.py --data-dir DATA_DIR --only 07_mlp 07_cnn 07_look_inside
