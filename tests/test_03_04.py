@@ -179,3 +179,16 @@ def test_04_shows_a_shuffled_pixels_model_the_same_shuffle(tiny_mnist, tmp_path)
     (tmp_path / "d.png").write_bytes(b"")
     with pytest.raises(dl_utils.CourseError, match="--pixels shuffled"):
         load.main(common + ["--image", str(tmp_path / "d.png")])
+
+
+def test_03_fused_adam_reaches_the_optimizer_and_falls_back_where_missing(monkeypatch):
+    params = list(train.SimpleNN().parameters())
+    assert train.make_optimizer("adam", params, lr=1e-3, momentum=0.0, fused=True).defaults["fused"] is True
+    assert not train.make_optimizer("adam", params, lr=1e-3, momentum=0.0).defaults["fused"]
+    assert dl_utils.fused_adam_works(torch.device("cpu"))  # torch >= 2.4 (requirements.txt) has it on the CPU
+
+    def no_fused_kernel(*args, fused=False, **kwargs):  # a PyTorch build or device without the fused kernel
+        raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused_kernel)
+    assert dl_utils.fused_adam_works(torch.device("cpu")) is False

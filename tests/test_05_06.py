@@ -374,3 +374,18 @@ def test_feature_maps_are_tiled_in_order_each_scaled_to_its_max():
         tile = picture[top:top + 4, left:left + 4]
         assert tile.max() == 1.0 and tile[channel % 4, 0] == 1.0  # scaled to its own maximum, in its own place
     assert torch.isnan(torch.tensor(picture[2:6, 10:12])).all()  # the gaps (and the missing 6th tile) are NaN
+
+
+@pytest.mark.parametrize("smoothing", [0.05, 0.1])
+def test_06_smoothing_floor_is_pytorchs_lowest_smoothed_loss(smoothing):
+    """The floor 06 prints is what nn.CrossEntropyLoss(label_smoothing=...) gives an answer as sure as its target,
+    and any other answer scores more."""
+    target = torch.full((10,), smoothing / 10)
+    target[3] += 1 - smoothing
+    loss = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
+    at_target = loss(target.log()[None], torch.tensor([3]))
+    assert float(at_target) == pytest.approx(cnn.smoothing_floor(smoothing), abs=1e-6)
+    assert cnn.smoothing_floor(0.05) == pytest.approx(0.2824, abs=1e-4)
+    surer = torch.zeros(1, 10)
+    surer[0, 3] = 20.0  # nearly 100% sure of the right digit: more than the target asks
+    assert float(loss(surer, torch.tensor([3]))) > float(at_target) + 0.1
