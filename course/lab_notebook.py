@@ -10,6 +10,9 @@ import csv
 import math
 from pathlib import Path
 
+from course.cli import CourseError
+from course.records import finish_figure
+
 # experiments.csv is plain text, so every cell comes back as a string. These
 # helpers turn the cells back into numbers, keep the runs you ask for, rank
 # them and plot accuracy against one setting (05_experiment_architectures.py
@@ -40,7 +43,7 @@ def read_experiments(path: str | Path) -> list[dict]:
     """Read experiments.csv back: one dict per run, numbers as numbers, empty cells as None."""
     path = Path(path)
     if not path.exists():
-        raise _course_error(f"There is no experiment log at {path} yet. Every training run adds a row to it: "
+        raise CourseError(f"There is no experiment log at {path} yet. Every training run adds a row to it: "
                           f"train something first (python 03_train_mnist.py --quick, then change a setting "
                           f"and run it again), or point --out-dir at the folder your runs wrote to.")
     with path.open(newline="") as f:
@@ -52,7 +55,7 @@ def filter_runs(runs: list[dict], where: dict) -> list[dict]:
     known = set().union(*runs) if runs else set()
     unknown = [key for key in where if key not in known]
     if unknown:
-        raise _course_error(f"experiments.csv has no column {', '.join(unknown)}; its columns are: "
+        raise CourseError(f"experiments.csv has no column {', '.join(unknown)}; its columns are: "
                           f"{', '.join(sorted(known))}.")
     wanted = {key: _cell_value(value) for key, value in where.items()}
 
@@ -167,12 +170,5 @@ def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title
            title=title or f"Validation accuracy against {setting}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
-    from dl_utils import finish_figure
-
     return finish_figure(fig, path, show=show)
 
-
-def _course_error(message: str):
-    from dl_utils import CourseError  # imported late: dl_utils imports this module
-
-    return CourseError(message)

@@ -30,6 +30,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
+from course.cli import CourseError
+from course.records import finish_figure
+
 MNIST_BOX = 20  # longest side of the digit in an MNIST image, in pixels
 MNIST_SIZE = 28  # the whole image: the digit plus a 4-pixel black margin
 MNIST_STROKE = 0.12  # MNIST's strokes are about 12% of the digit's longest side wide (median, measured)
@@ -38,12 +41,6 @@ _DISPLAY_SIZE = 1024  # the `original` returned for plotting is at most this big
 _IMAGE_FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
 
-def _course_error(message: str) -> SystemExit:
-    """dl_utils.CourseError(message): a paragraph for the learner, no traceback."""
-    from dl_utils import CourseError  # imported here, not at the top: dl_utils imports this module
-
-    return CourseError(message)
-
 
 # ---------------------------------------------------------------------------
 # Pixels in, pixels out: small wrappers around Pillow
@@ -51,7 +48,7 @@ def _course_error(message: str) -> SystemExit:
 def _read_greyscale(path: Path) -> np.ndarray:
     """Open any picture Pillow can read as a greyscale array: 0.0 black ... 1.0 white."""
     if not path.is_file():
-        raise _course_error(
+        raise CourseError(
             f"No picture at {path}{' (that is a folder)' if path.is_dir() else ''}. Check the spelling and "
             f"the folder (relative paths start from {Path.cwd()}), then pass the file, e.g. --image my_digit.png."
         )
@@ -61,12 +58,12 @@ def _read_greyscale(path: Path) -> np.ndarray:
             image = ImageOps.exif_transpose(image)  # phones store "rotate me" in the file; apply it
             image.load()
     except UnidentifiedImageError:
-        raise _course_error(
+        raise CourseError(
             f"{path} is not a picture Pillow can read (its content is not {_IMAGE_FORMATS}, whatever its name "
             "says). Save your digit as a PNG or JPEG from your paint program or phone, and pass that file."
         ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise _course_error(f"Could not read the picture {path} ({type(error).__name__}: {error}). It may be "
+        raise CourseError(f"Could not read the picture {path} ({type(error).__name__}: {error}). It may be "
                             "truncated or damaged: export it again as a PNG or JPEG.") from None
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float greyscale
         pixels = np.asarray(image, dtype=np.float64)
@@ -260,7 +257,7 @@ def _ink_map(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     threshold = max(_otsu_threshold(ink), noise, 0.04)
     mask = _keep_digit(ink > threshold)
     if mask.sum() < max(10, height * width // 20000) or float(ink.max()) < 0.08:
-        raise _course_error(
+        raise CourseError(
             "Found no digit in the picture: it looks blank (one colour, or contrast too faint to tell ink "
             "from paper). Write the digit large and dark (a felt pen is better than a pencil) on plain paper, "
             "fill most of the photo with it, and try again; in a paint program, use a thick brush."
@@ -410,8 +407,6 @@ def plot_digit_prediction(original: np.ndarray, digit28: np.ndarray, probabiliti
     thick enough), the prediction cannot be trusted either: fix the picture.
     """
     import matplotlib.pyplot as plt
-
-    from dl_utils import finish_figure  # imported here: dl_utils imports this module
 
     probabilities = torch.as_tensor(probabilities).cpu()
     predicted = int(probabilities.argmax())

@@ -12,11 +12,20 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
+import matplotlib
 import torch
 
 from course.cli import note_written
+
+# Plots: draw into files when there is no screen (a server, CI, an SSH
+# session); "Agg" is matplotlib's file-only backend. With a screen, --show can
+# open windows. This must happen before pyplot is imported anywhere.
+HEADLESS = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+if HEADLESS:
+    matplotlib.use("Agg")
 
 
 def cpu_model() -> str:
@@ -57,7 +66,7 @@ def summarize_run(*, script: str, hyperparameters: dict, history: dict, test_met
     return {
         "script": script,
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "device": _device_name(torch.device(device)),
+        "device": device_name(torch.device(device)),
         **machine_info(),
         "parameters": parameters,
         "test_accuracy": test_metrics["accuracy"],
@@ -98,7 +107,26 @@ def log_experiment(out_dir: str | Path, summary: dict) -> Path:
     return path
 
 
-def _device_name(device: torch.device) -> str:
-    from dl_utils import device_name
+def device_name(device: torch.device) -> str:
+    """A human name for the results files: "cpu (2 threads)", "cuda (NVIDIA H100 80GB HBM3)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
+    return device.type
 
-    return device_name(device)
+
+def finish_figure(fig, path: str | Path, *, show: bool = False) -> Path:
+    """Save `fig` as a PNG at `path`; also show it in a window if asked."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" has arranged itself
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    if show and not HEADLESS:
+        plt.show()
+    plt.close(fig)
+    return note_written(path)
