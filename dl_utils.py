@@ -68,9 +68,11 @@ from course.own_digit import (  # noqa: F401
     MNIST_BOX, MNIST_SIZE, MNIST_STROKE, center_of_mass, classify_own_digit, format_top_k, plot_digit_prediction,
     predict_digit, prepare_digit_image,
 )
-from course.records import (  # noqa: F401
+from course.records import (  # noqa: F401  (course.records picks the plot backend before pyplot loads)
     HEADLESS, device_name, finish_figure, log_experiment, machine_info, save_results, summarize_run,
 )
+
+import matplotlib.pyplot as plt  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # Settings the lessons share: one place for each default
@@ -92,13 +94,10 @@ def step(title: str) -> None:
 # Seeds
 # ---------------------------------------------------------------------------
 def set_seed(seed: int) -> None:
-    """Seed every random number generator the course uses.
+    """Seed Python's, NumPy's and PyTorch's random generators (CUDA's too): the same seed, the same run.
 
-    Python's `random`, NumPy and PyTorch each keep their own generator;
-    `torch.manual_seed` also seeds every CUDA device. With the same seed on
-    the CPU you get identical weights, shuffles and results, run after run.
-    (GPUs may still differ in the last digits: some of their kernels add
-    numbers in a varying order.)
+    On the CPU the results are identical run after run; GPUs may differ in
+    the last digits (some kernels add numbers in a varying order).
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -114,9 +113,8 @@ def read_idx(path: str | Path) -> torch.Tensor:
     The IDX format is tiny: a 4-byte "magic number" (2051 for images, 2049
     for labels), then the sizes as 4-byte integers (count, and rows and
     columns for images), then the raw bytes. So 60,000 images take
-    16 + 60,000 * 28 * 28 = 47,040,016 bytes. Reading them ourselves takes a
-    few milliseconds and spares importing torchvision (about a second) on
-    every run. Returns uint8 images (N, 28, 28) or int64 labels (N,).
+    16 + 60,000 * 28 * 28 = 47,040,016 bytes. Returns uint8 images
+    (N, 28, 28) or int64 labels (N,).
     """
     path = Path(path)
     data = path.read_bytes()
@@ -260,17 +258,9 @@ def _normalize(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Ten
     return images.sub_(255.0 * mean).div_(255.0 * std).unsqueeze(1)
 
 
-def load_mnist_data(
-    data_dir: str | Path | None = None,
-    *,
-    batch_size: int = BATCH_SIZE,
-    subset: int | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    download: bool = True,
-    normalization: dict | None = None,
-    pixels: str = "natural",
-) -> MNISTData:
+def load_mnist_data(data_dir: str | Path | None = None, *, batch_size: int = BATCH_SIZE, subset: int | None = None,
+                    seed: int = 0, device: torch.device | str = "cpu", download: bool = True,
+                    normalization: dict | None = None, pixels: str = "natural") -> MNISTData:
     """Train / validation / test loaders for MNIST, normalised once and held in memory (written in 02).
 
     The 60,000 training images are split once, with a fixed seed, into
@@ -494,12 +484,7 @@ def collect_predictions(model: nn.Module, loader, *, device: torch.device | str 
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
-    """Number of learnable numbers in `model`.
-
-    A Linear(784, 128) layer holds a 128 x 784 weight matrix plus 128 biases:
-    100,480 numbers. Summing `p.numel()` over `model.parameters()` counts
-    them all; buffers such as batch norm's running mean are not parameters.
-    """
+    """Number of learnable numbers in `model`: Linear(784, 128) holds 128 x 784 weights + 128 biases = 100,480."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -509,16 +494,8 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
 CHECKPOINT_FORMAT = 1
 
 
-def save_checkpoint(
-    path: str | Path,
-    *,
-    model: nn.Module,
-    arch: str,
-    model_config: dict,
-    hyperparameters: dict,
-    metrics: dict,
-    normalization: dict,
-) -> Path:
+def save_checkpoint(path: str | Path, *, model: nn.Module, arch: str, model_config: dict, hyperparameters: dict,
+                    metrics: dict, normalization: dict) -> Path:
     """Save a model the course's one way; returns the path.
 
     The file is a dict: the weights (`state_dict`: layer name -> tensor),
@@ -562,11 +539,9 @@ def _corrupt_message(path: Path, error: Exception, made_by: str) -> str:
 def load_checkpoint(path: str | Path, *, made_by: str = "03_train_mnist.py") -> dict:
     """Load a checkpoint written by `save_checkpoint`, safely.
 
-    A .pth file is a Python pickle, and unpickling can run any code the file's
-    author put in it. `weights_only=True` restricts torch.load to tensors and
-    plain containers, so a checkpoint from the internet cannot take over your
-    machine. Missing, corrupt or foreign files raise a CourseError saying
-    what to do (`made_by` names the script that writes this file).
+    A .pth file is a Python pickle, and unpickling can run any code its author
+    put in it: `weights_only=True` allows only tensors and plain containers.
+    Missing, corrupt or foreign files raise a CourseError saying what to do.
     """
     path = Path(path)
     if not path.is_file():
@@ -633,10 +608,8 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
 def most_confused_pairs(matrix: torch.Tensor, k: int = 3, *, both_ways: bool = False) -> list[tuple]:
     """The k most frequent mistakes in a confusion matrix, as (a, b, count), most first.
 
-    By default (a, b) means "true a, predicted b", one direction only. With
-    `both_ways=True` a 4 read as 9 and a 9 read as 4 are added into one pair
-    (a < b): the digits the model finds hard to tell apart. Pairs with no
-    mistake are left out; ties are listed in digit order.
+    (a, b) means "true a, predicted b"; with `both_ways=True` a 4 read as 9 and
+    a 9 read as 4 count as one pair (a < b). Ties are listed in digit order.
     """
     matrix = torch.as_tensor(matrix).long().cpu()
     if both_ways:
@@ -649,12 +622,7 @@ def most_confused_pairs(matrix: torch.Tensor, k: int = 3, *, both_ways: bool = F
 
 
 def misclassified_indices(probabilities: torch.Tensor, labels: torch.Tensor, k: int | None = None) -> torch.Tensor:
-    """Indices of the wrong predictions, the most confident mistakes first (at most k).
-
-    A model that is 99% sure and wrong is the most instructive mistake: the
-    digit is often badly written, cut off, or even labelled wrongly in the
-    data set. Pass the result to `plot_prediction_grid` for a gallery.
-    """
+    """Indices of the wrong predictions, the most confident mistakes first (at most k): the most instructive ones."""
     confidence, predictions = probabilities.max(dim=1)
     wrong = (predictions != labels).nonzero().flatten()
     order = confidence[wrong].argsort(descending=True, stable=True)
@@ -675,8 +643,6 @@ def plot_training_history(history: dict, path: str | Path, *, title: str = "Trai
     least 10 points, so a gap of a few tenths does not look like a cliff;
     with early stopping, the kept epoch is marked.
     """
-    import matplotlib.pyplot as plt
-
     epochs = history["epoch"]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_loss.plot(epochs, history["train_loss"], "o-", color=TRAIN_COLOR, label="train")
@@ -709,8 +675,6 @@ def plot_prediction_grid(images: torch.Tensor, labels: torch.Tensor, probabiliti
     (x * std + mean) to show the pixels as they were. Correct predictions are
     titled in green, mistakes in red, so errors jump out.
     """
-    import matplotlib.pyplot as plt
-
     n = len(images)
     rows = math.ceil(n / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows + 0.5), squeeze=False)

@@ -233,11 +233,9 @@ def plot_overview(rows: list[dict], path: Path) -> Path:
 def load_model(path: Path) -> tuple[torch.nn.Module, dict, str]:
     """Rebuild the network a course checkpoint was trained as; returns (model, checkpoint, short name)."""
     checkpoint = dl_utils.load_checkpoint(path)
-    config = checkpoint["model_config"]
-    # 04's build_model knows both classes: 03's SimpleNN and 06's CNN.
-    model = dl_utils.import_script("04_load_model").build_model(
-        checkpoint, hidden=config.get("hidden", 128), batch_norm=config.get("batch_norm", False))
-    if checkpoint["arch"] not in ("SimpleNN", "CNN") or dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]):
+    # The toolbox knows both classes (03's SimpleNN and 06's CNN) and builds the one "arch" names, as 04 teaches.
+    model = dl_utils.build_model(checkpoint) if checkpoint["arch"] in ("SimpleNN", "CNN") else None
+    if model is None or dl_utils.state_dict_mismatches(model, checkpoint["state_dict"]):
         raise dl_utils.CourseError(f"{path} holds a {checkpoint['arch']} this check cannot rebuild; it reads the "
                                    "checkpoints of 03_train_mnist.py and 06_cnn_mnist.py.")
     model.load_state_dict(checkpoint["state_dict"])

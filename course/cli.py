@@ -171,7 +171,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     epoch is trained, so a bad --out-dir costs the learner nothing.
     """
     args = parser.parse_args(argv)
-    if getattr(args, "quick", False):
+    if getattr(args, "quick", False) and hasattr(args, "epochs"):
         args.epochs = 1
         if hasattr(args, "subset"):
             args.subset = args.subset or QUICK_SUBSET

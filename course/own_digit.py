@@ -31,7 +31,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from course.cli import CourseError
-from course.records import finish_figure
+from course.records import finish_figure  # (it picks the plot backend before pyplot loads)
+
+import matplotlib.pyplot as plt  # noqa: E402
 
 MNIST_BOX = 20  # longest side of the digit in an MNIST image, in pixels
 MNIST_SIZE = 28  # the whole image: the digit plus a 4-pixel black margin
@@ -406,8 +408,6 @@ def plot_digit_prediction(original: np.ndarray, digit28: np.ndarray, probabiliti
     If the middle panel does not look like an MNIST digit (white, centred,
     thick enough), the prediction cannot be trusted either: fix the picture.
     """
-    import matplotlib.pyplot as plt
-
     probabilities = torch.as_tensor(probabilities).cpu()
     predicted = int(probabilities.argmax())
     fig, (ax_in, ax_seen, ax_bars) = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1, 1.4]})

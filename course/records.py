@@ -27,6 +27,8 @@ HEADLESS = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") o
 if HEADLESS:
     matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
 
 def cpu_model() -> str:
     """The processor's name, e.g. "AMD EPYC 9V74 80-Core Processor" (Linux, macOS, Windows)."""
@@ -119,8 +121,6 @@ def device_name(device: torch.device) -> str:
 
 def finish_figure(fig, path: str | Path, *, show: bool = False) -> Path:
     """Save `fig` as a PNG at `path`; also show it in a window if asked."""
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fig.get_layout_engine() is None:  # a figure made with layout="constrained" has arranged itself

@@ -1,4 +1,5 @@
-"""04_load_model.py --draw: the drawing pad, driven by synthetic mouse and key events (no screen needed).
+"""04_load_model.py --draw: the drawing pad of extras/draw.py, driven by synthetic mouse and key events
+(no screen needed).
 
 The pad's figure is drawn with Agg here; matplotlib delivers the events
 below to the pad's handlers exactly as it delivers a real mouse's.
@@ -15,6 +16,7 @@ from matplotlib.backend_bases import KeyEvent
 
 import dl_utils
 from conftest import REPO, load_script
+from extras import draw
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import digit_strokes  # noqa: E402
@@ -24,12 +26,12 @@ load = load_script("04_load_model")
 RAW = {"mean": 0.0, "std": 1.0}  # the template model below compares raw pixels
 
 
-def to_pad(point, pad=load.PAD_PIXELS):
+def to_pad(point, pad=draw.PAD_PIXELS):
     return digit_strokes.to_pad(point, pad)
 
 
 def draw_strokes(pad, strokes):
-    digit_strokes.draw_on_pad(pad, strokes, load.PAD_PIXELS)
+    digit_strokes.draw_on_pad(pad, strokes, draw.PAD_PIXELS)
 
 
 def press_key(pad, key):
@@ -47,10 +49,10 @@ def template_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("templates")
     rows = []
     for digit in range(10):
-        picture = Image.new("L", (load.PAD_PIXELS, load.PAD_PIXELS), 255)
+        picture = Image.new("L", (draw.PAD_PIXELS, draw.PAD_PIXELS), 255)
         ink = ImageDraw.Draw(picture)
         for stroke in STROKES[digit]:
-            ink.line([to_pad(p) for p in stroke], fill=0, width=2 * load.BRUSH, joint="curve")
+            ink.line([to_pad(p) for p in stroke], fill=0, width=2 * draw.BRUSH, joint="curve")
         picture.save(folder / f"{digit}.png")
         _, digit28, _ = dl_utils.prepare_digit_image(folder / f"{digit}.png", **RAW)
         rows.append(torch.from_numpy(digit28).float().flatten())
@@ -62,7 +64,7 @@ def template_model(tmp_path_factory):
 
 
 def test_the_pad_reads_each_drawn_digit(template_model, tmp_path):
-    pad = load.DrawingPad(template_model, normalization=RAW, out_dir=tmp_path, model_name="templates")
+    pad = draw.DrawingPad(template_model, normalization=RAW, out_dir=tmp_path, model_name="templates")
     read = []
     for digit in range(10):
         draw_strokes(pad, STROKES[digit])
@@ -78,10 +80,10 @@ def test_the_pad_reads_each_drawn_digit(template_model, tmp_path):
 
 def test_a_saved_drawing_reads_the_same_with_image(template_model, tmp_path):
     """s saves the drawing; --image's code (classify_own_digit) then gives the pad's answer, to the digit."""
-    pad = load.DrawingPad(template_model, normalization=RAW, out_dir=tmp_path, model_name="templates")
+    pad = draw.DrawingPad(template_model, normalization=RAW, out_dir=tmp_path, model_name="templates")
     draw_strokes(pad, STROKES[7])
     press_key(pad, "s")
-    saved = tmp_path / load.DRAWING_FILE
+    saved = tmp_path / draw.DRAWING_FILE
     assert saved.is_file()
     again = dl_utils.classify_own_digit(template_model, saved, normalization=RAW, out_path=tmp_path / "own.png",
                                         model_name="templates")
@@ -92,12 +94,12 @@ def test_a_saved_drawing_reads_the_same_with_image(template_model, tmp_path):
 
 def test_draw_from_the_command_line(monkeypatch, tmp_path):
     """main(["--draw"]) opens the pad with the checkpoint's model; here the 'window' draws a 1 and closes."""
-    model = load.SimpleNN()
+    model = load.SimpleNN(hidden=16)  # 04's own copy of 03's class; the checkpoint's model_config says hidden 16
     dl_utils.save_checkpoint(tmp_path / "mnist_model.pth", model=model, arch="SimpleNN",
-                             model_config={"hidden": 128, "dropout": 0.0, "batch_norm": False}, hyperparameters={},
+                             model_config={"hidden": 16, "dropout": 0.0, "batch_norm": False}, hyperparameters={},
                              metrics={"test_accuracy": 0.1}, normalization={"mean": 0.13, "std": 0.31})
-    monkeypatch.setattr(load, "interactive_backend", lambda: True)
-    monkeypatch.setattr(load.DrawingPad, "show", lambda pad: draw_strokes(pad, STROKES[1]))
+    monkeypatch.setattr(draw, "interactive_backend", lambda: True)
+    monkeypatch.setattr(draw.DrawingPad, "show", lambda pad: draw_strokes(pad, STROKES[1]))
     results = load.main(["--draw", "--out-dir", str(tmp_path), "--device", "cpu"])
     assert len(results["drawn_predictions"]) == 1
     _, _, tensor = dl_utils.prepare_digit_image(_drawing_of(STROKES[1], tmp_path), mean=0.13, std=0.31)
@@ -107,12 +109,12 @@ def test_draw_from_the_command_line(monkeypatch, tmp_path):
 
 def _drawing_of(strokes, folder):
     """The same strokes drawn on a fresh pad and saved: what the command-line pad saw."""
-    pad = load.DrawingPad(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)),
+    pad = draw.DrawingPad(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)),
                           normalization=RAW, out_dir=folder / "again", model_name="x")
     draw_strokes(pad, strokes)
     pad.save()
     pad.quit()
-    return folder / "again" / load.DRAWING_FILE
+    return folder / "again" / draw.DRAWING_FILE
 
 
 def test_draw_without_a_screen_says_so(tmp_path):
@@ -146,5 +148,5 @@ def test_draw_replay_records_an_answer_per_stroke_and_the_picture(tmp_path):
     _, _, tensor = dl_utils.prepare_digit_image(_drawing_of(STROKES[1], tmp_path), mean=0.13, std=0.31)
     assert summary["strokes"][0]["digit"] == int(dl_utils.predict_digit(model.eval(), tensor).argmax())
     assert (tmp_path / draw_replay.FIGURE).stat().st_size > 10_000
-    # 04 is left as it was: its own show() and backend check, not the replay's stand-ins
-    assert (load.DrawingPad.show.__name__, load.interactive_backend.__name__) == ("show", "interactive_backend")
+    # the pad is left as it was: its own show() and backend check, not the replay's stand-ins
+    assert (draw.DrawingPad.show.__name__, draw.interactive_backend.__name__) == ("show", "interactive_backend")
