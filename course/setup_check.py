@@ -33,7 +33,9 @@ import torch
 import torchvision
 from torch import nn
 
-import dl_utils
+# This file never imports dl_utils (which imports course/) nor loads a lesson:
+# the course's shared code has no import circles and no hidden lesson loads.
+from course.cli import DEFAULT_OUT_DIR, MNIST_FILES, CourseError, fused_adam_works, get_device, resolve_data_dir
 
 PYTHON_MIN = (3, 10)  # README's Quick start asks for Python 3.10+
 TORCH_MIN = (2, 4)  # requirements.txt: torch.load(weights_only=True) handles every checkpoint we write
@@ -45,13 +47,18 @@ SPEED_SECONDS = 2.0  # long enough for a steady rate, short enough to wait for
 # intact file's size follows from its own header:
 #   images: 16 + items * 28 * 28   (train: 16 + 60,000 * 784 = 47,040,016 bytes)
 #   labels:  8 + items             (train:  8 + 60,000       =     60,008 bytes)
-MNIST_ITEMS = {
-    "train-images-idx3-ubyte": 60_000,
-    "train-labels-idx1-ubyte": 60_000,
-    "t10k-images-idx3-ubyte": 10_000,
-    "t10k-labels-idx1-ubyte": 10_000,
-}
+MNIST_ITEMS = dict(zip(MNIST_FILES, (60_000, 60_000, 10_000, 10_000)))  # train images, labels; test images, labels
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
+
+# The speed check trains 03's network, built here rather than imported (the
+# course's shared code never loads a lesson). It mirrors 03's specification,
+# which is also 03's defaults: 784 -> 128 -> ReLU -> 10, Adam with lr 1e-3,
+# fused where it works (03's FUSED setting), batches of 64 (dl_utils.BATCH_SIZE).
+# tests/test_setup_check.py fails if these drift from 03.
+SPEED_HIDDEN = 128  # 03's HIDDEN
+SPEED_LR = 1e-3  # 03's LR
+SPEED_BATCH = 64  # 03's BATCH_SIZE, the course's dl_utils.BATCH_SIZE
+TRAIN_IMAGES = 55_000  # 03 learns from 55,000 images an epoch (the other 5,000 are for validation)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -100,8 +107,8 @@ def check_torch() -> tuple[str, str | None]:
 
 def check_device(preference: str) -> tuple[str, str | None, torch.device | None]:
     try:
-        device, reason = dl_utils.get_device(preference)
-    except SystemExit as error:  # dl_utils.CourseError: the device asked for is not there
+        device, reason = get_device(preference)
+    except CourseError as error:  # the device asked for is not there
         return f"--device {preference}: not available", str(error), None
     return f"{device.type}, chosen by --device {preference}: {reason.removeprefix('auto: ')}", None, device
 
@@ -148,7 +155,7 @@ def inspect_mnist_file(path: Path) -> tuple[str, str | None]:
 
 def check_mnist(data_dir) -> tuple[list[tuple[str, str]], list[str]]:
     """Lines to print and the problems found, for the four files in <data_dir>/MNIST/raw/."""
-    root = dl_utils.resolve_data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     raw = root / "MNIST" / "raw"
     source = ("--data-dir" if data_dir else "$DL_DATA_DIR" if os.environ.get("DL_DATA_DIR")
               else "the default, data/ beside the scripts")
@@ -197,24 +204,27 @@ def check_out_dir(out_dir: Path) -> tuple[str, str | None]:
     return f"{out_dir}: not there yet; the first lesson creates it ({existing} is writable)", None
 
 
+def network_of_03() -> nn.Module:
+    """03's SimpleNN at its defaults, mirrored as nn.Sequential: 784 -> 128 -> ReLU -> 10.
+
+    The same layers and the same (784 * 128 + 128) + (128 * 10 + 10) = 101,770
+    parameters, so the same work per step.
+    """
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, SPEED_HIDDEN), nn.ReLU(), nn.Linear(SPEED_HIDDEN, 10))
+
+
 def speed_check(device: torch.device, seconds: float) -> tuple[str, str | None]:
-    """Training steps a second of 03's SimpleNN at 03's batch size, on random images (no MNIST needed)."""
-    try:
-        lesson = dl_utils.import_script("03_train_mnist")
-        model = lesson.SimpleNN().to(device)
-    except Exception as error:  # a learner's edit broke 03: say so, do not crash the check
-        return "skipped: 03_train_mnist.py does not import", (
-            f"03_train_mnist.py could not be imported ({type(error).__name__}: {error}). If you changed it, "
-            "undo the change (e.g. `git checkout 03_train_mnist.py`) or fix the line named.")
-    batch = getattr(lesson, "BATCH_SIZE", 128)
-    fused = getattr(lesson, "FUSED", False) and dl_utils.fused_adam_works(device)  # as 03 builds its Adam
-    optimizer = torch.optim.Adam(model.parameters(), lr=getattr(lesson, "LEARNING_RATE", 1e-3), fused=fused)
+    """Training steps a second of 03's network at 03's batch size, on random images (no MNIST needed)."""
+    model = network_of_03().to(device)
+    fused = fused_adam_works(device)  # as 03 builds its Adam: fused where this PyTorch has it for the device
+    optimizer = torch.optim.Adam(model.parameters(), lr=SPEED_LR, fused=fused)
+    batch = SPEED_BATCH
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 1, 28, 28, generator=generator).to(device)
     labels = torch.randint(0, 10, (batch,), generator=generator).to(device)
 
-    def step():  # THE five steps, as in dl_utils.train_epoch
+    def step():  # the five steps of 03's train_one_epoch
         optimizer.zero_grad()
         loss_fn(model(images), labels).backward()
         optimizer.step()
@@ -235,9 +245,10 @@ def speed_check(device: torch.device, seconds: float) -> tuple[str, str | None]:
     sync()
     elapsed = time.perf_counter() - start
     rate = steps / elapsed
-    per_epoch = -(-55_000 // batch)  # 03 trains on 55,000 images (5,000 are kept for validation): 430 steps of 128
-    line = (f"{rate:,.0f} training steps a second of 03's network at batch {batch} on {device.type} "
-            f"({elapsed:.1f} s): about {per_epoch / rate:.1f} s of maths per epoch of 03")
+    per_epoch = -(-TRAIN_IMAGES // batch)  # ceil(55,000 / 64) = 860 steps make one epoch of 03
+    line = (f"{rate:,.0f} training steps a second of 03's network at batch {batch} on {device.type}, "
+            f"{'fused' if fused else 'for-loop'} Adam ({elapsed:.1f} s): about {per_epoch / rate:.1f} s of maths "
+            "per epoch of 03")
     if hasattr(os, "getloadavg"):
         load = os.getloadavg()[0]
         cores = os.cpu_count() or 1
@@ -256,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check your set-up for the course: versions, device, MNIST, the outputs folder, speed.")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder holding MNIST/raw/ (default: $DL_DATA_DIR, else data/ beside the scripts)")
-    parser.add_argument("--out-dir", type=Path, default=dl_utils.DEFAULT_OUT_DIR,
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
                         help="where the lessons will write (default: outputs/ beside the scripts)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="the device to check and time (default: %(default)s)")

@@ -4,9 +4,12 @@ Each script runs once per module (a fixture); the tests then check every
 file it wrote and recompute its numbers independently with torch.
 """
 
+import ast
 import contextlib
+import inspect
 import io
 import json
+import math
 
 import matplotlib.image
 import pytest
@@ -14,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import dl_utils
-from conftest import N_TEST, N_TRAIN, load_script
+from conftest import N_TEST, N_TRAIN, REPO, load_script
 
 hello = load_script("01_hello_pytorch")
 mnist = load_script("02_load_mnist")
@@ -39,6 +42,42 @@ def assert_json_matches(path, results):
     assert json.loads(path.read_text()) == json.loads(json.dumps(results, default=str))
 
 
+def settings_of(module) -> dict:
+    """{"seed": 0, ...}: the defaults of a lesson's UPPERCASE settings, as the flags record them."""
+    return {name.lower(): value for name, value in dl_utils.collect_settings(vars(module)).items()}
+
+
+# --------------------------------------------------------------------------- both: the lesson's shape
+@pytest.mark.parametrize("module", [hello, mnist], ids=["01", "02"])
+def test_main_is_a_short_list_of_named_steps(module):
+    source = inspect.getsource(module.main)
+    assert len(source.splitlines()) <= 60, f"main() is {len(source.splitlines())} lines"
+    headers = [node.args[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
+               and ast.unparse(node.func) == "dl_utils.step"]
+    numbers = [int(ast.unparse(h).strip("f'\"").split(".")[0]) for h in headers]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 8, numbers
+
+
+@pytest.mark.parametrize("module", [hello, mnist], ids=["01", "02"])
+def test_every_setting_is_a_flag_with_its_reason(module):
+    settings = dl_utils.collect_settings(vars(module))
+    assert settings, "no UPPERCASE settings block"
+    parser = dl_utils.build_parser("x", settings, source=module.__file__)  # help: the comment beside each setting
+    for name in settings:
+        action = parser._option_string_actions["--" + name.lower().replace("_", "-")]
+        assert action.default == (list(settings[name]) if isinstance(settings[name], (list, tuple))
+                                  else settings[name])
+        assert len(action.help.strip()) > 10, f"{name} has no reason beside it"
+
+
+@pytest.mark.parametrize("path", ["01_hello_pytorch.py", "02_load_mnist.py"])
+def test_no_speed_measurements_in_the_lessons(path):
+    """Timings live in docs/PERFORMANCE.md; a lesson points there in one line."""
+    source = (REPO / path).read_text(encoding="utf-8")
+    assert "perf_counter" not in source and "synchronize" not in source
+    assert "docs/PERFORMANCE.md" in source
+
+
 # --------------------------------------------------------------------------- 01_hello_pytorch
 @pytest.fixture(scope="module")
 def hello_run(tmp_path_factory):
@@ -55,18 +94,37 @@ def test_01_writes_its_files(hello_run):
     assert_json_matches(out / "01_hello_pytorch.json", results)
     assert_png(out / "activation_functions.png", min_width=1200, min_height=700)
     for key in ("shapes", "dtypes", "matmul", "broadcast_shape", "numpy_shares_memory", "autograd",
-                "activations", "softmax", "device", "matmul_ms", "torch_version"):
+                "activations", "softmax", "device", "device_matmul", "torch_version"):
         assert key in results
+    assert "matmul_ms" not in results  # no timing: docs/PERFORMANCE.md has those
     assert results["device"].startswith("cpu")
-    assert results["settings"] == {"seed": 0, "device": "cpu"}  # every flag from the parser, no paths
+    # every setting from the parser, no paths
+    assert results["settings"] == {**settings_of(hello), "device": "cpu"}
+    assert set(results["settings"]) == {"seed", "x_autograd", "sample_inputs", "leaky_slope", "logits",
+                                        "temperatures", "device"}
 
 
-def test_01_results_are_built_from_the_sections():
-    """A new flag is recorded with no other edit: 01's settings come from the parsed arguments."""
-    parser = hello.build_parser()
-    parser.add_argument("--extra", default="x")
-    args = dl_utils.parse_args(parser, ["--extra", "y", "--seed", "3"])
-    assert dl_utils.settings_from_args(args) == {"seed": 3, "device": "auto", "extra": "y"}
+def test_01_flags_reach_the_sections_and_the_record(tmp_path):
+    """--logits, --temperatures, --x-autograd, --leaky-slope change what is computed, and are recorded."""
+    results, printed = run_main(hello, ["--out-dir", str(tmp_path), "--device", "cpu", "--logits", "-1", "0", "3",
+                                        "--temperatures", "0.25", "4", "--x-autograd", "-1.5", "--leaky-slope", "0.3",
+                                        "--sample-inputs", "-3", "3"])
+    settings = results["settings"]
+    assert settings["logits"] == [-1.0, 0.0, 3.0] and settings["temperatures"] == [0.25, 4.0]
+    softmax = results["softmax"]
+    logits = torch.tensor([-1.0, 0.0, 3.0])
+    torch.testing.assert_close(torch.tensor(softmax["probabilities"]), torch.softmax(logits, dim=0))
+    assert sorted(softmax["temperatures"]) == ["0.25", "4.0"]
+    assert results["autograd"]["dy_dx"] == 2 * -1.5 + 3 == 0.0
+    assert results["activations"]["inputs"] == [-3.0, 3.0]
+    assert results["activations"]["Leaky ReLU"] == pytest.approx([-0.9, 3.0])
+    assert "T = 0.25: softmax(z/T)" in printed and "at x = -1.5" in printed
+
+
+def test_01_rejects_a_temperature_of_zero(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        hello.main(["--temperatures", "1", "0"])
+    assert exit_info.value.code == 2 and "must be a positive number" in capsys.readouterr().err
 
 
 def test_01_tensor_basics_are_right(hello_run):
@@ -74,6 +132,7 @@ def test_01_tensor_basics_are_right(hello_run):
     a = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     b = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     assert results["matmul"] == (a @ b).tolist() == [[22.0, 28.0], [49.0, 64.0]]
+    assert results["device_matmul"] == (b.T @ b).tolist() == [[35.0, 44.0], [44.0, 56.0]]
     assert results["shapes"] == {"a": [2, 3], "b": [3, 2]}
     assert results["dtypes"] == {"a": "torch.int64", "b": "torch.float32"}
     assert results["broadcast_shape"] == [3, 4]
@@ -126,9 +185,10 @@ def test_01_softmax_and_temperature(hello_run):
 def test_01_prints_every_section(hello_run):
     _, _, printed = hello_run
     for number in range(1, 11):
-        assert f"=== {number}. " in printed
+        assert f"\n=== {number}. " in printed
     assert "t[0] is 100" in printed  # the view shares memory with the original
     assert "(shared memory: it changed too)" in printed and "(a copy: it did not)" in printed
+    assert "see docs/PERFORMANCE.md" in printed and " ms" not in printed  # a pointer, not a timing
     assert printed.rstrip().endswith("Next: python 02_load_mnist.py")
 
 
@@ -160,7 +220,10 @@ def test_02_writes_its_files(mnist_run):
                 "fraction_zero_pixels", "device", "data_dir"):
         assert key in results
     assert results["downloaded"] is False  # the files were there: nothing fetched
-    assert results["settings"] == {"seed": 0, "device": "cpu"}
+    assert results["settings"] == {**settings_of(mnist), "device": "cpu"}
+    assert results["settings"]["batch_size"] == dl_utils.BATCH_SIZE == 64  # 03's specification, one place
+    for step in range(1, 9):
+        assert f"\n=== {step}. " in printed
     assert printed.rstrip().endswith("Next: python 03_train_mnist.py")
 
 
@@ -186,20 +249,65 @@ def test_02_class_counts_match_the_labels(mnist_run, tiny_data):
 
 
 def test_02_mean_std_and_normalisation(mnist_run, tiny_data):
-    _, results, _ = mnist_run
+    _, results, printed = mnist_run
     images, _, _, train_idx = tiny_data
     pixels = images[train_idx].double() / 255  # straightforward float maths, no bincount trick
     assert results["mean"] == pytest.approx(pixels.mean().item(), abs=1e-9)
     assert results["std"] == pytest.approx(pixels.std().item(), abs=1e-9)
     assert results["fraction_zero_pixels"] == pytest.approx((pixels == 0).double().mean().item())
     norm = results["normalised"]
-    assert norm["batch_shape"] == [mnist.BATCH_SIZE, 1, 28, 28] and norm["batch_dtype"] == "torch.float32"
+    assert norm["batch_shape"] == [dl_utils.BATCH_SIZE, 1, 28, 28] and norm["batch_dtype"] == "torch.float32"
     assert norm["train_mean"] == pytest.approx(0.0, abs=1e-4) and norm["train_std"] == pytest.approx(1.0, abs=1e-4)
     assert norm["black_pixel"] == pytest.approx(-results["mean"] / results["std"])
     assert norm["white_pixel"] == pytest.approx((1 - results["mean"]) / results["std"])
-    comparison = results["standard_vs_in_memory"]
+    n_train = results["split_sizes"]["train"]  # 550 = 8 batches of 64 + one of 38
+    assert norm["batches_per_epoch"] == math.ceil(n_train / dl_utils.BATCH_SIZE) == 9
+    assert f"= 9 batches (8 full, the last of {n_train - 8 * 64})" in printed
+
+
+def test_02_the_hand_made_batch_is_load_mnist_datas_first_batch(mnist_run):
+    norm = mnist_run[1]["normalised"]
+    assert norm["by_hand_max_difference"] < 1e-5 and norm["by_hand_same_labels"] is True
+
+
+def test_02_the_hand_made_batch_check_can_fail(tiny_mnist, tiny_data):
+    images, labels, _, train_idx = tiny_data
+    data = dl_utils.load_mnist_data(tiny_mnist, seed=1)  # another shuffle than the hand-made seed 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        found = mnist.normalised_batches(images[train_idx], labels[train_idx], data, mean=data.mean, std=data.std,
+                                         seed=0)
+    assert found["by_hand_max_difference"] > 0.5 and found["by_hand_same_labels"] is False
+
+
+def test_02_standard_pipeline_gives_the_same_batches(mnist_run):
+    comparison = mnist_run[1]["standard_vs_in_memory"]
     assert comparison["max_abs_difference"] < 1e-5  # ToTensor + Normalize gives the same numbers
-    assert comparison["images"] == results["split_sizes"]["validation"]
+    assert comparison["same_labels"] is True
+    assert comparison["images"] == mnist_run[1]["split_sizes"]["validation"]
+    assert comparison["train_batches"] == [9, 9] and comparison["batch_shape"] == [dl_utils.BATCH_SIZE, 1, 28, 28]
+
+
+def test_02_the_pipeline_comparison_can_fail(tiny_mnist):
+    """Other statistics in the in-memory loader: the comparison sees it."""
+    data = dl_utils.load_mnist_data(tiny_mnist, normalization={"mean": 0.5, "std": 0.5})
+    with contextlib.redirect_stdout(io.StringIO()):
+        found = mnist.standard_vs_in_memory(tiny_mnist, data, batch_size=dl_utils.BATCH_SIZE, seed=0)
+    assert found["max_abs_difference"] > 0.1 and found["same_labels"] is True
+
+
+def test_02_standard_mnist_loaders_is_the_tutorial_pipeline(tiny_mnist):
+    from torchvision import transforms
+
+    assert not hasattr(dl_utils, "standard_mnist_loaders")  # 02 writes it; the toolbox has the in-memory one
+    train, val, test = mnist.standard_mnist_loaders(tiny_mnist, batch_size=32, subset=100, seed=0)
+    steps = train.dataset.dataset.transform.transforms
+    assert [type(s) for s in steps] == [transforms.ToTensor, transforms.Normalize]
+    images, labels = next(iter(train))
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert len(train.dataset) == 100 and len(val.dataset) == 50 and len(test.dataset) == N_TEST
+    data = dl_utils.load_mnist_data(tiny_mnist, subset=100)
+    assert steps[1].mean == (data.mean,) and steps[1].std == (data.std,)  # the same statistics as the course
+    torch.testing.assert_close(next(iter(test))[0], data.test_loader.images[:dl_utils.EVAL_BATCH_SIZE])
 
 
 def test_02_prints_the_digit_as_numbers(mnist_run, tiny_data):
@@ -207,11 +315,25 @@ def test_02_prints_the_digit_as_numbers(mnist_run, tiny_data):
     images, labels, _, _ = tiny_data
     digit = images[mnist.DIGIT_INDEX]
     assert results["first_digit"]["label"] == labels[mnist.DIGIT_INDEX].item()
+    assert f"Label {labels[mnist.DIGIT_INDEX].item()}." in printed
     grid = mnist.digit_as_numbers(digit)
     assert grid in printed
     top, bottom, left, right = mnist.ink_box(digit)
     lines = grid.splitlines()
     assert len(lines) == bottom - top + 1 and {len(line) for line in lines} == {4 * (right - left + 1)}
+
+
+def test_02_a_digit_index_past_the_end_is_one_paragraph(tiny_mnist, tmp_path):
+    with pytest.raises(dl_utils.CourseError) as error:
+        run_main(mnist, ["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--digit-index", str(N_TRAIN)])
+    assert f"--digit-index {N_TRAIN}: there are only {N_TRAIN:,} training images" in str(error.value)
+
+
+def test_02_a_small_sample_grid_keeps_its_title_readable(tiny_data, tmp_path):
+    images, labels, _, _ = tiny_data
+    path = mnist.plot_samples(images, labels, tmp_path / "mnist_samples.png", rows=1, columns=3,
+                              settings="sample rows 1, sample columns 3")
+    assert_png(path, min_width=400, min_height=150)
 
 
 def test_digit_as_numbers_crops_the_blank_border():

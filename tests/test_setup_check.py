@@ -3,13 +3,16 @@
 The speed check is skipped (--speed-seconds 0) except in one test that runs it for 0.05 s.
 """
 
+import ast
 import gzip
 import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
+import dl_utils
 from conftest import N_TEST, REPO, load_script
 from course import setup_check
 
@@ -98,6 +101,39 @@ def test_the_speed_check_times_03s_network(tiny_mnist, tmp_path, capsys):
     speed = next(line for line in out.splitlines() if line.startswith("speed"))
     steps = float(speed.split()[1].replace(",", ""))
     assert steps > 0 and f"training steps a second of 03's network at batch {load_script('03_train_mnist').BATCH_SIZE}" in speed
+    fused = dl_utils.fused_adam_works(torch.device("cpu"))
+    assert f"on cpu, {'fused' if fused else 'for-loop'} Adam" in speed
+    assert "s of maths per epoch of 03" in speed
+
+
+def test_the_speed_checks_network_mirrors_03s_specification():
+    """setup_check builds 03's network itself (it may not load a lesson): the same layers, lr and batch as 03."""
+    train = load_script("03_train_mnist")
+    assert setup_check.SPEED_BATCH == train.BATCH_SIZE == dl_utils.BATCH_SIZE == 64
+    assert setup_check.SPEED_LR == train.LR == 1e-3 and setup_check.SPEED_HIDDEN == train.HIDDEN == 128
+    assert getattr(train, "FUSED", False) is True  # 03 asks for fused Adam where it works; so does the check
+    ours, theirs = setup_check.network_of_03(), train.SimpleNN(hidden=train.HIDDEN)
+    shapes = [tuple(p.shape) for p in ours.parameters()]
+    assert shapes == [tuple(p.shape) for p in theirs.parameters()] == [(128, 784), (128,), (10, 128), (10,)]
+    assert dl_utils.count_parameters(ours) == dl_utils.count_parameters(theirs) == 101_770
+    theirs.load_state_dict(dict(zip(theirs.state_dict(), ours.state_dict().values())))  # same weights, same maths
+    images = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(ours(images), theirs.eval()(images))
+
+
+def test_setup_check_imports_neither_dl_utils_nor_a_lesson():
+    """course/ never imports dl_utils (no circle) and nothing shipped loads a lesson; every import at the top."""
+    tree = ast.parse((REPO / "course" / "setup_check.py").read_text(encoding="utf-8"))
+    top_level = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    every = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert every == top_level, "an import inside a function"
+    modules = {alias.name for node in every if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in every if isinstance(node, ast.ImportFrom)}
+    assert "dl_utils" not in modules and not any(m.startswith(("importlib", "runpy")) for m in modules), modules
+    assert modules & {"course.cli"}
+    source = ast.unparse(tree)
+    for loader in ("import_script", "run_path", "import_module", "spec_from_file_location", "exec_module"):
+        assert loader not in source, loader
 
 
 def test_python_dl_utils_py_runs_the_check_without_a_traceback(tmp_path):
