@@ -1,18 +1,18 @@
-"""07_look_inside.py: each analysis on hand-made inputs whose answer is known, and the lesson on the tiny MNIST."""
+"""07_look_inside.py and its three side experiments (extras/decision_boundary.py, calibration.py,
+fgsm_sweep.py): each analysis on hand-made inputs whose answer is known, and the lesson on the tiny MNIST,
+reading checkpoints made here with the toolbox's own SimpleNN and CNN (07 needs no other lesson)."""
 
 import json
 
-import matplotlib.image
 import pytest
 import torch
 from torch import nn
 
 import dl_utils
-from conftest import load_script
+from conftest import assert_png, load_script
+from extras import calibration, decision_boundary, fgsm_sweep
 
 look = load_script("07_look_inside")
-train = load_script("03_train_mnist")
-cnn = load_script("06_cnn_mnist")
 
 
 class OnePixel(nn.Module):
@@ -67,12 +67,12 @@ def test_a_perfectly_calibrated_toy_model_has_an_ece_near_zero():
     generator = torch.Generator().manual_seed(0)
     confidence = 0.1 + 0.9 * torch.rand(50_000, generator=generator)
     correct = torch.rand(50_000, generator=generator) < confidence  # right exactly as often as it is sure
-    measured = look.reliability(confidence, correct)
+    measured = calibration.reliability(confidence, correct)
     assert measured["ece"] < 0.015  # sampling noise only: about 0.4% per bin of 3,333
-    assert len(measured["bins"]) == look.N_BINS
+    assert len(measured["bins"]) == calibration.N_BINS
     assert sum(b["count"] for b in measured["bins"]) == 50_000
     # An over-confident one: always 99% sure, right half the time.
-    assert look.reliability(torch.full((1000,), 0.99), torch.arange(1000) % 2 == 0)["ece"] == pytest.approx(0.49)
+    assert calibration.reliability(torch.full((1000,), 0.99), torch.arange(1000) % 2 == 0)["ece"] == pytest.approx(0.49)
 
 
 def test_temperature_scaling_finds_the_overconfidence():
@@ -80,8 +80,8 @@ def test_temperature_scaling_finds_the_overconfidence():
     true_logits = 2 * torch.randn(5000, 10, generator=generator)
     labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
     # A model whose logits are 3x too large is over-confident; dividing by T = 3 undoes it.
-    assert look.fit_temperature(3 * true_logits, labels) == pytest.approx(3.0, rel=0.15)
-    assert look.fit_temperature(true_logits, labels) == pytest.approx(1.0, rel=0.15)
+    assert calibration.fit_temperature(3 * true_logits, labels) == pytest.approx(3.0, rel=0.15)
+    assert calibration.fit_temperature(true_logits, labels) == pytest.approx(1.0, rel=0.15)
 
 
 def test_pca_keeps_a_plane_and_clusters_separate():
@@ -96,20 +96,39 @@ def test_pca_keeps_a_plane_and_clusters_separate():
 
 
 def test_last_hidden_features_are_what_fc2_reads():
-    mlp = train.SimpleNN().eval()
+    mlp = dl_utils.SimpleNN().eval()
     model = look.RawPixels(mlp, mean=0.1, std=0.3)
     images = torch.rand(7, 1, 28, 28)
     features = look.last_hidden_features(model, images)
     assert features.shape == (7, 128)
     assert torch.allclose(features, torch.relu(mlp.fc1(((images - 0.1) / 0.3).flatten(1))), atol=1e-6)
-    assert look.last_hidden_features(look.RawPixels(cnn.CNN().eval(), mean=0, std=1), images).shape == (7, 128)
+    assert look.last_hidden_features(look.RawPixels(dl_utils.CNN().eval(), mean=0, std=1), images).shape == (7, 128)
+
+
+def test_a_neuron_that_never_fires_is_found_dead():
+    mlp = dl_utils.SimpleNN().eval()
+    with torch.no_grad():
+        mlp.fc1.bias.fill_(100.0)  # every neuron fires on every image ...
+        mlp.fc1.bias[[3, 77]] = -100.0  # ... except these two
+    assert look.dead_neurons(look.RawPixels(mlp, mean=0.1, std=0.3), torch.rand(20, 1, 28, 28)) == [3, 77]
 
 
 def test_bottleneck_passes_through_two_numbers():
-    model = look.Bottleneck(mean=0.1, std=0.3)
+    model = decision_boundary.Bottleneck(mean=0.1, std=0.3)
     images = torch.rand(5, 1, 28, 28)
     assert model.encode(images).shape == (5, 2) and model(images).shape == (5, 10)
     assert isinstance(model.head, nn.Linear) and model.head.in_features == 2  # straight boundaries
+
+
+def test_fgsm_accuracy_of_a_one_pixel_model_falls_as_worked_out_by_hand():
+    # OnePixel scores pixel p times -2 ... +2: p > 0 reads 9, p = 0 ties every class and reads 0 (the first).
+    images = torch.zeros(40, 1, 28, 28)
+    images[:20, 0, 10, 17] = 1.0  # 20 lit 9s and 20 dark 0s, all read right
+    labels = torch.tensor([9] * 20 + [0] * 20)
+    accuracy = fgsm_sweep.fgsm_accuracy(OnePixel().eval(), images, labels, [0.0, 0.6, 1.0])
+    # The loss falls for a lit 9 as p rises, and for a dark 0 as p falls: the attack dims the 9s and lights
+    # the 0s. At 0.6 the 9s (now 0.4) are still read 9, the 0s (now 0.6) become 9; at 1.0 both flip.
+    assert accuracy == {"0": 1.0, "0.6": 0.5, "1": 0.0}
 
 
 def test_07_without_checkpoints_says_which_lessons_to_run(tmp_path):
@@ -119,38 +138,62 @@ def test_07_without_checkpoints_says_which_lessons_to_run(tmp_path):
     assert "03_train_mnist.py" in message and "06_cnn_mnist.py" in message and str(tmp_path) in message
 
 
-def test_07_on_the_tiny_mnist(tiny_mnist, tmp_path):
-    common = ["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--device", "cpu"]
-    train.main(common + ["--epochs", "2"])
-    # 06's CNN trained for 1 epoch, without 06's own eight figures (they would double this test's time)
+def test_a_checkpoint_of_another_shape_is_one_clear_paragraph(tmp_path):
+    model = dl_utils.SimpleNN(hidden=16)
+    dl_utils.save_checkpoint(tmp_path / "mnist_model.pth", model=model, arch="SimpleNN", model_config={"hidden": 32},
+                             hyperparameters={}, metrics={}, normalization={"mean": 0.13, "std": 0.31})
+    with pytest.raises(dl_utils.CourseError, match=r"fc1.weight: saved \(16, 784\), your model \(32, 784\)"):
+        look.load_models(tmp_path, "cpu")
+
+
+def save_trained(model, arch: str, config: dict, data, path, *, epochs: int):
+    """What 03 and 06 leave behind, made here with the toolbox's copies of their classes and loop."""
+    torch.manual_seed(0)
+    dl_utils.fit(model, data.train_loader, data.val_loader, nn.CrossEntropyLoss(),
+                 torch.optim.Adam(model.parameters(), lr=3e-3), epochs=epochs)
+    dl_utils.save_checkpoint(path, model=model, arch=arch, model_config=config, hyperparameters={"pixels": "natural"},
+                             metrics={"test_accuracy": 0.5}, normalization=data.normalization)
+
+
+def test_07_on_the_tiny_mnist(tiny_mnist, tmp_path, capsys):
     data = dl_utils.load_mnist_data(tiny_mnist)
-    model = cnn.CNN()
-    dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=nn.CrossEntropyLoss(),
-                         optimizer=torch.optim.Adam(model.parameters(), lr=3e-3), epochs=1, device="cpu")
-    dl_utils.save_checkpoint(tmp_path / "cnn_model.pth", model=model, arch="CNN", model_config={"dropout": 0.25},
-                             hyperparameters={}, metrics={"test_accuracy": 0.0}, normalization=data.normalization)
-    results = look.main(common + ["--quick"])
+    save_trained(dl_utils.SimpleNN(hidden=32), "SimpleNN", {"hidden": 32}, data, tmp_path / "mnist_model.pth", epochs=3)
+    save_trained(dl_utils.CNN(), "CNN", {"dropout": 0.25}, data, tmp_path / "cnn_model.pth", epochs=1)
+    results = look.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--device", "cpu", "--quick"])
+    printed = capsys.readouterr().out
+    for step in range(1, 8):
+        assert f"=== {step}. " in printed  # every step announced the toolbox's one way
     for name in ("mlp_weights", "saliency", "feature_space", "decision_boundary", "confidence", "fgsm_vs_epsilon"):
-        image = matplotlib.image.imread(tmp_path / f"{name}.png")
-        assert image.shape[1] >= 800 and image.std() > 0.01, f"{name}.png looks empty"
+        assert_png(tmp_path / f"{name}.png", min_width=800)
     saved = json.loads((tmp_path / "07_look_inside.json").read_text())
+    assert saved["models"] == json.loads(json.dumps(results["models"]))
     assert set(saved["models"]) == {"MLP", "CNN"}
+    assert saved["models"]["MLP"]["dead_neuron_count"] == len(saved["models"]["MLP"]["dead_neurons"]) < 32
     for name, measured in saved["models"].items():
         assert 0 < measured["ink_area"] < 0.5  # bars cover a small part of the image
         assert measured["saliency_on_ink"] > measured["ink_area"]  # both models look at the bars, not the noise
-        assert 0 <= measured["expected_calibration_error"] < 0.5
+        assert measured["pca_centroid_accuracy_after"] > 0.5
+        assert 0 <= measured["expected_calibration_error"] < 0.5 and measured["temperature"] > 0
         assert list(measured["fgsm_accuracy"]) == [f"{e:g}" for e in look.EPSILONS]
         # epsilon 0 changes no pixel: the accuracy of the model itself on the 200 tiny test digits
         assert measured["fgsm_accuracy"]["0"] == pytest.approx(measured["test_accuracy"])
         assert measured["fgsm_accuracy"]["0.3"] < measured["fgsm_accuracy"]["0"]
-    assert saved["settings"]["epochs"] == 1 and saved["settings"]["subset"] == dl_utils.QUICK_SUBSET  # --quick
-    assert saved["bottleneck"]["epochs"] == 1
-    assert set(saved["timing"]) == {"load", "weights", "saliency", "features", "boundary", "confidence", "fgsm"}
+    # --quick: 1 epoch on 5,000 images for the 2-D network, 20 saliency digits; all recorded as run
+    settings = saved["settings"]
+    assert (settings["epochs"], settings["subset"], settings["saliency_digits"]) == (1, dl_utils.QUICK_SUBSET, 20)
+    assert settings["batch_size"] == dl_utils.BATCH_SIZE and settings["lr"] == look.LR
+    assert saved["bottleneck"]["epochs"] == 1 and 0 <= saved["bottleneck"]["test_accuracy"] <= 1
+    assert "Epoch 1/1" in printed  # the 2-D network trained with the toolbox's fit, which prints each epoch
 
 
-def test_a_neuron_that_never_fires_is_found_dead():
-    mlp = train.SimpleNN().eval()
-    with torch.no_grad():
-        mlp.fc1.bias.fill_(100.0)  # every neuron fires on every image ...
-        mlp.fc1.bias[[3, 77]] = -100.0  # ... except these two
-    assert look.dead_neurons(look.RawPixels(mlp, mean=0.1, std=0.3), torch.rand(20, 1, 28, 28)) == [3, 77]
+def test_07_with_the_mlp_only_and_its_own_epsilons(tiny_mnist, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(dl_utils, "finish_figure", lambda fig, path, show=False: plt.close(fig))  # the test above saves them
+    data = dl_utils.load_mnist_data(tiny_mnist)
+    save_trained(dl_utils.SimpleNN(hidden=16), "SimpleNN", {"hidden": 16}, data, tmp_path / "mnist_model.pth", epochs=1)
+    results = look.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--device", "cpu", "--quick",
+                         "--epsilons", "0", "0.2", "--attacked", "50"])
+    assert set(results["models"]) == {"MLP"}
+    assert list(results["models"]["MLP"]["fgsm_accuracy"]) == ["0", "0.2"]
+    assert results["settings"]["attacked"] == 50 and results["settings"]["epsilons"] == [0.0, 0.2]
