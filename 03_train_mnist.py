@@ -187,8 +187,9 @@ def report_untrained(model: nn.Module, data, loss_fn: nn.Module) -> dict:
     print(f"Validation loss {before['loss']:.3f}, accuracy {100 * before['accuracy']:.2f}%")
     # Small random weights give 10 nearly equal logits, so softmax gives every
     # digit about 1/10 and the loss, -ln(probability of the true digit), is
-    # about -ln(1/10) = ln 10 = 2.303 (with --loss mse: see SoftmaxMSELoss).
-    print("  (cross-entropy starts near ln 10 = 2.303: every digit gets ~1/10; chance accuracy is 10%)")
+    # about -ln(1/10) = ln 10 = 2.303 (with --loss mse: 0.09, see SoftmaxMSELoss).
+    start = "cross-entropy starts near ln 10 = 2.303" if isinstance(loss_fn, nn.CrossEntropyLoss) else "MSE starts near 0.09"
+    print(f"  ({start}: every digit gets ~1/10; chance accuracy is 10%)")
     print(f"  true digits: {' '.join(str(int(d)) for d in labels)}")
     print(f"  its guesses: {' '.join(str(int(g)) for g in guesses)}   ({int((guesses == labels).sum())} right; "
           f"confidence {100 * confidence.min():.1f}% to {100 * confidence.max():.1f}%)")

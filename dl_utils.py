@@ -482,7 +482,6 @@ def collect_predictions(model: nn.Module, loader, *, device: torch.device | str 
     return torch.cat(all_probs), torch.cat(all_labels)
 
 
-
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     """Number of learnable numbers in `model`: Linear(784, 128) holds 128 x 784 weights + 128 biases = 100,480."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -268,7 +268,8 @@ def changed_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         if key == "device" or value == parser.get_default(key):
             continue
         shown = f"{value:g}" if isinstance(value, float) else str(value)
-        changed.append(key.replace("_", " ") if value is True else f"{key.replace('_', ' ')} {shown}")
+        name = key.replace("_", " ")
+        changed.append(name if value is True else f"no {name}" if value is False else f"{name} {shown}")
     return ", ".join(changed) or "defaults"
 
 

@@ -110,3 +110,30 @@ def assert_png(path, min_width: int = 400, min_height: int = 0) -> None:
     image = matplotlib.image.imread(path)  # fails if the file is not a valid PNG
     assert image.shape[1] >= min_width and image.shape[0] >= min_height, f"{path} is only {image.shape}"
     assert image.std() > 0.01, f"{path} looks empty"
+
+
+class _ParserReady(Exception):
+    """Raised instead of parsing, to hand a lesson's parser back (see lesson_parser)."""
+
+
+def lesson_parser(name: str):
+    """A lesson's argparse parser, as its main() builds it, without running the lesson.
+
+    Every lesson's main() builds its parser from its settings block and hands it
+    to dl_utils.parse_args first thing; we stop it there.
+    """
+    import dl_utils
+
+    module, original = load_script(name), dl_utils.parse_args
+
+    def hand_back(parser, argv=None):
+        raise _ParserReady(parser)
+
+    dl_utils.parse_args = hand_back
+    try:
+        module.main([])
+    except _ParserReady as ready:
+        return ready.args[0]
+    finally:
+        dl_utils.parse_args = original
+    raise AssertionError(f"{name}.main() never called dl_utils.parse_args")

@@ -457,11 +457,9 @@ def script_parser(script: str):
     path = REPO / script
     parser = None
     if re.fullmatch(r"\d\d_\w+\.py", script):
-        import dl_utils
+        from conftest import lesson_parser
 
-        module = dl_utils.import_script(path.stem)
-        if hasattr(module, "build_parser"):
-            parser = module.build_parser()
+        parser = lesson_parser(path.stem)
     elif (delegate := re.search(r"from course\.(\w+) import main", path.read_text(encoding="utf-8"))) and \
             "build_parser" in (REPO / "course" / f"{delegate.group(1)}.py").read_text(encoding="utf-8"):
         # e.g. `python dl_utils.py` runs course/setup_check.py's main(): its parser, without a process

@@ -1,4 +1,8 @@
-"""Tests for data augmentation and FGSM adversarial examples, the lesson helpers of 06_cnn_mnist.py."""
+"""Tests for data augmentation and FGSM adversarial examples, the side experiments of 06_cnn_mnist.py.
+
+fgsm_attack is written in 06 and tested here in its toolbox copy, dl_utils.fgsm_attack (tests/test_toolbox.py
+checks the copy is 06's own code). AugmentedLoader lives in extras/augment.py, which 06's --augment calls.
+"""
 
 import pytest
 import torch
@@ -6,15 +10,14 @@ from torch import nn
 
 import dl_utils
 from conftest import learner_photo, load_script
-
-lesson06 = load_script("06_cnn_mnist")  # AugmentedLoader and fgsm_attack live next to the lesson that explains them
+from extras import augment
 
 
 def test_augmentation_keeps_shapes_and_is_identity_when_switched_off():
     images = torch.randn(6, 1, 28, 28)
     loader = dl_utils.InMemoryLoader(images, torch.arange(6), batch_size=4, shuffle=False)
-    still = lesson06.AugmentedLoader(loader, max_degrees=0, max_shift=0)
-    assert len(still) == len(loader) == 2 and still.dataset is loader.dataset
+    still = augment.AugmentedLoader(loader, max_degrees=0, max_shift=0)
+    assert len(still) == len(loader) == 2 and len(still.dataset) == len(loader.dataset) == 6
     for (a, la), (b, lb) in zip(still, loader):
         assert a.shape == b.shape and torch.equal(la, lb)
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
@@ -25,23 +28,28 @@ def test_augmentation_moves_the_digit_but_keeps_the_background():
     image[0, 0, 10:18, 12:16] = 2.0  # a bright bar
     loader = dl_utils.InMemoryLoader(image.repeat(8, 1, 1, 1), torch.zeros(8, dtype=torch.long),
                                      batch_size=8, shuffle=False)
-    moved, _ = next(iter(lesson06.AugmentedLoader(loader, max_degrees=15, max_shift=2)))
+    moved, _ = next(iter(augment.AugmentedLoader(loader, max_degrees=15, max_shift=2)))
     assert (moved - image).abs().amax(dim=(1, 2, 3)).min() > 0.1  # every image changed
     assert moved[:, :, 0, :].sub(-0.5).abs().max() < 1e-5  # the border is still background
     assert moved.amax() <= 2.0 + 1e-5 and moved.amin() >= -0.5 - 1e-5  # interpolation adds no new extremes
+    # seeded: the same seed moves the digits the same way, another seed differently
+    again, _ = next(iter(augment.AugmentedLoader(loader, max_degrees=15, max_shift=2)))
+    other, _ = next(iter(augment.AugmentedLoader(loader, max_degrees=15, max_shift=2, seed=1)))
+    assert torch.equal(moved, again) and not torch.equal(moved, other)
 
 
 def test_fgsm_stays_within_epsilon_and_hurts_a_trained_model(tiny_mnist):
-    SimpleNN = load_script("03_train_mnist").SimpleNN
     data = dl_utils.load_mnist_data(tiny_mnist, batch_size=32)
     dl_utils.set_seed(0)
-    model = SimpleNN()
+    model = dl_utils.SimpleNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(3):
-        dl_utils.train_epoch(model, data.train_loader, loss_fn=nn.CrossEntropyLoss(), optimizer=optimizer)
+        dl_utils.train_one_epoch(model, data.train_loader, nn.CrossEntropyLoss(), optimizer)
     images, labels = data.test_loader.images, data.test_loader.labels
+    untouched = dl_utils.fgsm_attack(model, images, labels, epsilon=0.0, mean=data.mean, std=data.std)
+    torch.testing.assert_close(untouched, images)  # epsilon 0: no change (the images are valid pixels already)
     epsilon = 0.25
-    adversarial = lesson06.fgsm_attack(model, images, labels, epsilon=epsilon, mean=data.mean, std=data.std)
+    adversarial = dl_utils.fgsm_attack(model, images, labels, epsilon=epsilon, mean=data.mean, std=data.std)
     pixels = images * data.std + data.mean
     adversarial_pixels = adversarial * data.std + data.mean
     assert (adversarial_pixels - pixels).abs().max() <= epsilon + 1e-5
@@ -57,12 +65,22 @@ def test_fgsm_stays_within_epsilon_and_hurts_a_trained_model(tiny_mnist):
     assert random_acc > attacked
 
 
-def test_06_augment_adversarial_and_own_digit(tiny_mnist, tmp_path):
-    cnn = lesson06
+def test_06_augment_adversarial_and_own_digit(tiny_mnist, tmp_path, monkeypatch):
+    cnn = load_script("06_cnn_mnist")
+    augmented = []  # the batches 06's --augment really trained on
+
+    class Watched(augment.AugmentedLoader):
+        def augment(self, images):
+            augmented.append(len(images))
+            return super().augment(images)
+
+    monkeypatch.setattr(augment, "AugmentedLoader", Watched)
     learner_photo(dl_utils.load_mnist_data(tiny_mnist), 0, tmp_path / "digit.png", size=280)
-    results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "2",
+    results = cnn.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--epochs", "1",
                         "--augment", "--image", str(tmp_path / "digit.png")])
     assert results["hyperparameters"]["augment"] is True
+    n_train = len(dl_utils.load_mnist_data(tiny_mnist).train_loader.labels)
+    assert sum(augmented) == n_train  # every training image of the epoch, augmented; validation and test: none
     assert 0 <= results["fgsm_test_accuracy"] <= results["test_accuracy"]
     assert (tmp_path / "adversarial_example.png").stat().st_size > 10_000
     assert (tmp_path / "own_digit.png").stat().st_size > 10_000

@@ -1,6 +1,6 @@
-"""The toolbox's promises: 03's own loop is the course's loop, settings are
-recorded without extra edits, and the edges (Ctrl-C, a bad --out-dir, a damaged
-MNIST file, a crash in the learner's code) end with one paragraph."""
+"""The toolbox's promises: every lesson stands alone and the toolbox's copies are the lessons' own code;
+no import circle; settings become flags and are recorded without extra edits; and the edges (Ctrl-C, a bad
+--out-dir, a damaged MNIST file, a crash in the learner's code) end with one paragraph."""
 
 import json
 import os
@@ -14,57 +14,210 @@ from torch import nn
 
 import dl_utils
 from conftest import REPO, load_script
+from course.cli import _comments
 
 
-def _train_weights(train, data, epoch_fn, *, epochs=2):
-    torch.manual_seed(0)
-    model = train.SimpleNN(hidden=16, dropout=0.2)  # dropout: the random masks must line up too
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    data.train_loader.generator.manual_seed(1)  # the same batch order for every run
-    history = dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=nn.CrossEntropyLoss(),
-                                   optimizer=optimizer, epochs=epochs, epoch_fn=epoch_fn, log=None)
-    return model.state_dict(), history
+# ---------------------------------------------------------------------------
+# The second edition's guarantees: every lesson stands alone, the toolbox's copies are the lessons' own
+# ---------------------------------------------------------------------------
+LESSONS = sorted(REPO.glob("0[1-9]_*.py"))
+SHIPPED = [*LESSONS, REPO / "dl_utils.py", *sorted(REPO.glob("course/*.py")), *sorted(REPO.glob("exercises/**/*.py")),
+           *sorted(REPO.glob("extras/*.py"))]
+LOADS_A_MODULE = __import__("re").compile(
+    r"\b(import_script|spec_from_file_location|run_path|import_module|__import__|exec_module)\s*\(")
 
 
-def test_03s_loop_gives_the_same_weights_as_dl_utils_train_epoch(tiny_mnist):
+def loads_a_module(source: str) -> list[int]:
+    """Line numbers of source that load a module by path or by name (the way one lesson loaded another)."""
+    return [n for n, line in enumerate(source.splitlines(), 1)
+            if LOADS_A_MODULE.search(line) and not line.lstrip().startswith("#")]
+
+
+def test_nothing_the_course_ships_loads_a_module_by_path():
+    found = [f"{path.relative_to(REPO)}:{n}" for path in SHIPPED for n in loads_a_module(path.read_text(encoding="utf-8"))]
+    assert found == [], "a lesson imports dl_utils and libraries, never another lesson"
+
+
+def test_the_module_loading_check_can_fail():
+    assert loads_a_module("x = 1\nlesson = importlib.util.spec_from_file_location('l', '03_train_mnist.py')") == [2]
+    assert loads_a_module("runpy.run_path('06_cnn_mnist.py')") == [1]
+    assert loads_a_module("# importlib.import_module(name) in a comment is fine") == []
+
+
+def imports_of(path) -> list[tuple[str, bool]]:
+    """(module, at the top of the file?) for every import statement of a Python file."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    for node in tree.body:  # `if __name__ == "__main__":` is the script's entry, at the top level too
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            top |= {id(inner) for inner in node.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found += [(node.module, id(node) in top)]
+    return found
+
+
+def test_every_lesson_imports_only_the_toolbox_extras_and_libraries():
+    local = {p.stem for p in REPO.glob("*.py")} | {"course", "extras", "exercises", "benchmarks", "tests"}
+    wrong = {path.name: sorted({m for m, _ in imports_of(path) if m.split(".")[0] in local} - {"dl_utils"}
+                               - {m for m, _ in imports_of(path) if m.startswith("extras")})
+             for path in LESSONS}
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: the course modules it imports} for dl_utils, course/* and extras/*."""
+    files = {"dl_utils": REPO / "dl_utils.py"}
+    files |= {f"course.{p.stem}": p for p in REPO.glob("course/*.py") if p.stem != "__init__"}
+    files |= {f"extras.{p.stem}": p for p in REPO.glob("extras/*.py") if p.stem != "__init__"}
+    return {name: {m for m, _ in imports_of(path) if m in files} for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle in graph, as a list of modules, or [] when there is none."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def test_the_toolbox_and_course_form_no_import_circle():
+    graph = import_graph()
+    assert find_cycle(graph) == []
+    assert [m for m, deps in graph.items() if m.startswith("course.") and "dl_utils" in deps] == []
+
+
+def test_the_circle_check_can_fail():
+    assert find_cycle({"dl_utils": {"course.cli"}, "course.cli": {"course.records"}, "course.records": {"dl_utils"}})
+    assert find_cycle({"dl_utils": {"course.cli"}, "course.cli": set()}) == []
+
+
+def test_course_imports_everything_at_the_top_of_its_files():
+    late = [f"{p.relative_to(REPO)}: {m}" for p in [REPO / "dl_utils.py", *REPO.glob("course/*.py")]
+            for m, at_top in imports_of(p) if not at_top and m.split(".")[0] in ("dl_utils", "course")]
+    assert late == []
+
+
+def test_sizes_of_the_second_edition():
+    import ast
+
+    lines = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in LESSONS}
+    assert len(lines) == 7
+    assert {name: n for name, n in lines.items() if n > 500} == {}
+    assert sum(lines.values()) <= 3000, lines
+    assert len((REPO / "dl_utils.py").read_text(encoding="utf-8").splitlines()) <= 700
+    long_mains = {}
+    for path in LESSONS:
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "main" and node.end_lineno - node.lineno + 1 > 60:
+                long_mains[path.name] = node.end_lineno - node.lineno + 1
+    assert long_mains == {}
+
+
+def code_of(path, name: str, *, drop_prefix: str = "dl_utils.") -> str:
+    """The code of function or class `name` in a file, without comments and docstrings, `dl_utils.` dropped."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            for inner in ast.walk(node):  # docstrings are the learner's, and may differ
+                body = getattr(inner, "body", None)
+                if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                        and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                        and isinstance(body[0].value.value, str):
+                    inner.body = body[1:] or [ast.Pass()]
+            return ast.unparse(node).replace(drop_prefix, "")
+    raise AssertionError(f"{path.name} defines no {name}")
+
+
+def toolbox_fit_as_written_in_03() -> str:
+    """dl_utils.fit with its one addition (the `train_epoch` argument, for 06) taken back out."""
+    code = code_of(REPO / "dl_utils.py", "fit")
+    return code.replace(", train_epoch=train_one_epoch", "").replace("train_epoch(", "train_one_epoch(")
+
+
+@pytest.mark.parametrize("lesson, name", [("03_train_mnist", "SimpleNN"), ("03_train_mnist", "train_one_epoch"),
+                                          ("03_train_mnist", "evaluate"), ("04_load_model", "SimpleNN"),
+                                          ("06_cnn_mnist", "CNN"), ("06_cnn_mnist", "fgsm_attack")])
+def test_the_toolbox_copy_is_the_lessons_own_code(lesson, name):
+    assert code_of(REPO / f"{lesson}.py", name) == code_of(REPO / "dl_utils.py", name)
+
+
+def test_the_toolbox_fit_is_03s_plus_one_argument():
+    assert code_of(REPO / "03_train_mnist.py", "fit") == toolbox_fit_as_written_in_03()
+
+
+def test_the_copy_check_can_fail(tmp_path):
+    changed = (REPO / "03_train_mnist.py").read_text(encoding="utf-8").replace(
+        "optimizer.zero_grad()  # 1.", "pass  # 1. (forgotten)")
+    (tmp_path / "03_train_mnist.py").write_text(changed, encoding="utf-8")
+    assert code_of(tmp_path / "03_train_mnist.py", "train_one_epoch") != code_of(REPO / "dl_utils.py", "train_one_epoch")
+    # comments and docstrings may differ: only the code counts
+    commented = (REPO / "03_train_mnist.py").read_text(encoding="utf-8").replace(
+        "model.train()  #", "model.train()  # a new comment;")
+    (tmp_path / "03_train_mnist.py").write_text(commented, encoding="utf-8")
+    assert code_of(tmp_path / "03_train_mnist.py", "train_one_epoch") == code_of(REPO / "dl_utils.py", "train_one_epoch")
+
+
+def test_03_meets_its_loop_in_the_first_half():
+    source = (REPO / "03_train_mnist.py").read_text(encoding="utf-8").splitlines()
+    loop = next(n for n, line in enumerate(source, 1) if line.startswith("def train_one_epoch("))
+    epochs = next(n for n, line in enumerate(source, 1) if line.startswith("def fit("))
+    assert loop < len(source) / 2 and epochs < len(source) / 2
+
+
+def test_03s_loop_and_the_toolbox_loop_train_to_the_same_weights(tiny_mnist, capsys):
     train = load_script("03_train_mnist")
-    data = dl_utils.load_mnist_data(tiny_mnist, batch_size=32)
-    ours, ours_history = _train_weights(train, data, train.train_one_epoch)
-    theirs, theirs_history = _train_weights(train, data, None)  # None: dl_utils.train_epoch
-    assert list(ours) == list(theirs)
-    for name in ours:
-        assert torch.equal(ours[name], theirs[name]), name
-    assert ours_history["train_loss"] == pytest.approx(theirs_history["train_loss"], rel=1e-5)
-    assert ours_history["train_accuracy"] == theirs_history["train_accuracy"]
+    weights = []
+    for fit in (train.fit, dl_utils.fit):
+        torch.manual_seed(0)
+        model = train.SimpleNN(hidden=16, dropout=0.2)  # dropout: the random masks must line up too
+        data = dl_utils.load_mnist_data(tiny_mnist, batch_size=32, seed=1)
+        fit(model, data.train_loader, data.val_loader, nn.CrossEntropyLoss(),
+            torch.optim.Adam(model.parameters(), lr=1e-3), epochs=2, patience=1)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-def test_the_weight_comparison_notices_a_broken_loop(tiny_mnist):
-    """The test above can fail: a loop that forgets zero_grad ends with other weights."""
+def test_every_setting_has_its_reason_and_becomes_a_flag():
+    """Each lesson's UPPERCASE settings carry a comment (the --help text) and are flags of that lesson."""
+    import re
+
+    missing = []
+    for path in LESSONS:
+        module = load_script(path.stem)
+        settings = dl_utils.collect_settings(vars(module))
+        comments = _comments(path)
+        missing += [f"{path.name}: {name} has no comment" for name in settings if not comments.get(name)]
+        source = path.read_text(encoding="utf-8")
+        missing += [f"{path.name}: {name} is not turned into flags" for name in settings
+                    if "collect_settings(globals())" not in source]
+        assert not re.search(r"add_argument\(\s*\"--(lr|epochs|batch-size|seed)\"", source), path.name
+    assert missing == []
+
+
+def test_a_new_03_setting_is_a_flag_and_recorded_everywhere_with_no_other_edit(tiny_mnist, tmp_path, monkeypatch):
     train = load_script("03_train_mnist")
-    data = dl_utils.load_mnist_data(tiny_mnist, batch_size=32)
-
-    def no_zero_grad(model, loader, loss_fn, optimizer):
-        model.train()
-        for images, labels in loader:
-            loss_fn(model(images), labels).backward()
-            optimizer.step()
-        return {"loss": 1.0, "accuracy": 0.0}
-
-    ours, _ = _train_weights(train, data, train.train_one_epoch, epochs=1)
-    broken, _ = _train_weights(train, data, no_zero_grad, epochs=1)
-    assert not torch.equal(ours["fc1.weight"], broken["fc1.weight"])
-
-
-def test_a_new_03_flag_is_recorded_everywhere_with_no_other_edit(tiny_mnist, tmp_path, monkeypatch):
-    train = load_script("03_train_mnist")
-    original = train.build_parser
-
-    def with_a_new_flag():
-        parser = original()
-        parser.add_argument("--my-new-setting", type=float, default=0.25)
-        return parser
-
-    monkeypatch.setattr(train, "build_parser", with_a_new_flag)
+    monkeypatch.setattr(train, "MY_NEW_SETTING", 0.25, raising=False)
     train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--my-new-setting", "0.5"])
     checkpoint = dl_utils.load_checkpoint(tmp_path / "mnist_model.pth")
     assert checkpoint["hyperparameters"]["my_new_setting"] == 0.5
@@ -173,7 +326,7 @@ def test_ctrl_c_mid_training_exits_130_and_keeps_the_old_checkpoint(tiny_mnist, 
             process.wait()
     assert process.returncode == 130, err
     assert "Traceback" not in err
-    assert "Interrupted during epoch" in err and "Nothing of this run was saved" in err
+    assert "Interrupted" in err and "Nothing of this run was saved" in err
     assert previous.read_bytes() == b"the checkpoint of the last finished run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_model.pth"]  # no temp files
 
