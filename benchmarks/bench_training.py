@@ -2,10 +2,12 @@
 
 Its default run measures, side by side on this machine:
 
-  1. the whole process `python 03_train_mnist.py` (10 epochs) against the same
-     script fed by the standard tutorial pipeline (torchvision ToTensor() +
-     Normalize() for every image, every epoch, through a DataLoader:
-     `dl_utils.standard_mnist_loaders`), with each child's peak memory (RSS);
+  1. the whole process `python 03_train_mnist.py` (its defaults: batch 64,
+     10 epochs, fused Adam) against the same script at the same settings fed
+     by the standard tutorial pipeline (torchvision ToTensor() + Normalize()
+     for every image, every epoch, through a DataLoader:
+     `standard_mnist_loaders` in 02_load_mnist.py), with each child's peak
+     memory (RSS);
   2. the training loop of those same two processes (03's own train_seconds:
      every epoch's training and validation);
   3. 06's CNN: `python 06_cnn_mnist.py` with its defaults against the plain
@@ -14,31 +16,39 @@ Its default run measures, side by side on this machine:
      the in-memory data; training time against training time.
 
 It prints one table with the three ratios, the test accuracies, the targets
-they are held to, the machine, the torch version and the load average, and
-writes every number to bench_training.json in --out-dir. `--experiments`
-instead times the settings one at a time (threads, Adam's for-loop /
-foreach / fused, torch.compile, DataLoader workers, and 06's CNN from the
-plain loop to its defaults, one change per row): bench_training_experiments.json.
+they are held to (issue 21), the machine, the torch version and the load
+average, and writes every number to bench_training.json in --out-dir.
+`--experiments` instead times the settings one at a time (threads, Adam's
+for-loop / foreach / fused, torch.compile, DataLoader workers, and 06's CNN
+from the plain loop to its defaults, one change per row):
+bench_training_experiments.json. docs/PERFORMANCE.md explains and quotes both.
 
 Run it (from anywhere; the MNIST folder as for the lesson scripts)
     python benchmarks/bench_training.py --data-dir DATA_DIR                 # the three ratios (~4 min, 2-core CPU)
     python benchmarks/bench_training.py --data-dir DATA_DIR --quick         # fewer epochs, a check that it works
+    python benchmarks/bench_training.py --data-dir DATA_DIR --quick --subset 2000   # seconds: a smoke test
     python benchmarks/bench_training.py --data-dir DATA_DIR --experiments   # one setting at a time (~1.5 min)
     python benchmarks/run_all.py --data-dir DATA_DIR --only bench_training bench_training_experiments   # into docs/results
 
 Times on a machine busy with other work are inflated (the JSON records the
 load average before and after); ratios from one run on a quiet machine are
-what README "Performance" quotes.
+what docs/PERFORMANCE.md quotes. --quick and --subset make the ratios
+incomparable with the targets (start-up costs weigh more).
 
 Internal mode: `bench_training.py --standard-process <03's flags>` (it must
 come first) runs 03_train_mnist.py's own main() with the standard loaders in
 place of load_mnist_data: the same work end to end, only the data differ.
+The lessons are loaded with importlib (`load_lesson`): a benchmark may, the
+course itself never does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import importlib.util
+import io
 import json
 import os
 import platform
@@ -56,22 +66,40 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import dl_utils  # noqa: E402
+from course.records import cpu_model  # noqa: E402  (the CPU's name, as every results file records it)
 
-# 03's defaults, for the MLP comparisons: read from 03 itself, so they follow the lesson.
-_LESSON_03 = dl_utils.import_script("03_train_mnist")
-BATCH_SIZE, LEARNING_RATE, SEED, EPOCHS = (_LESSON_03.BATCH_SIZE, _LESSON_03.LEARNING_RATE, _LESSON_03.SEED,
-                                           _LESSON_03.EPOCHS)
+
+def load_lesson(name: str):
+    """A numbered lesson (e.g. "03_train_mnist") as a module; its main() does not run.
+
+    `import 03_train_mnist` is a syntax error (a name cannot start with a
+    digit), so importlib loads the file. Benchmarks and tests may do this;
+    the lessons, dl_utils, course/ and exercises/ never load a lesson.
+    """
+    path = REPO / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"lesson_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# 03's defaults, for the MLP comparisons: read from 03 itself, so they follow the lesson
+# (the course's specification: hidden 128, Adam lr 1e-3, batch 64, 10 epochs, fused Adam).
+_LESSON_03 = load_lesson("03_train_mnist")
+BATCH_SIZE, LR, SEED, EPOCHS, FUSED = (_LESSON_03.BATCH_SIZE, _LESSON_03.LR, _LESSON_03.SEED, _LESSON_03.EPOCHS,
+                                       _LESSON_03.FUSED)
 PROCESS_REPEATS = 1  # alternating pairs of whole processes (the standard one takes minutes)
 # The plain loop 06's defaults are held against (the issue's definition).
 PLAIN_CNN = {"batch_size": 64, "lr": 1e-3, "epochs": 3}
 CNN_SEEDS = (0, 1, 2)  # 06's defaults run once per seed: its accuracy is held to the mean, not to a lucky seed
-QUICK = {"epochs": 2, "plain_cnn_epochs": 1, "cnn_06_flags": ["--epochs", "1"], "cnn_steps": 20, "cnn_seeds": (0,)}
+QUICK = {"epochs": 2, "plain_cnn_epochs": 1, "cnn_06_flags": ["--epochs", "1"], "cnn_steps": 20, "cnn_seeds": (0,),
+         "adam_steps": 50, "adam_rounds": 3}
 CNN_STEPS = 60  # --experiments: timed CNN steps per variant, after CNN_WARMUP untimed ones
 CNN_WARMUP = 5
 EXPERIMENT_EPOCHS = 3  # --experiments: the first epoch is a warm-up, the rest give s/epoch
 EXPERIMENT_REPEATS = 2
 
-# The targets (set for the 2-core CPU, 03's 10 epochs, 06's defaults).
+# The targets (issue 21, "Done when"; set for the 2-core CPU, 03's 10 epochs at batch 64, 06's defaults).
 TARGET_PROCESS_SPEEDUP = 6.0
 TARGET_LOOP_SPEEDUP = 8.0
 TARGET_CNN_TIME_RATIO = 0.45
@@ -90,9 +118,6 @@ def log(*parts) -> None:
 # ---------------------------------------------------------------------------
 # The machine
 # ---------------------------------------------------------------------------
-from course.records import cpu_model  # noqa: E402  (the CPU's name, as every results file records it)
-
-
 def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -131,23 +156,68 @@ def sync(device: torch.device) -> None:
 # ---------------------------------------------------------------------------
 # 1-2. 03 in two processes: the standard pipeline and the in-memory one
 # ---------------------------------------------------------------------------
+def standard_mnist_loaders(*args, **kwargs):
+    """02_load_mnist.py's `standard_mnist_loaders`: the tutorial pipeline as 02 shows it, with the course's split."""
+    lesson = load_lesson("02_load_mnist")
+    if not hasattr(lesson, "standard_mnist_loaders"):
+        raise SystemExit("02_load_mnist.py defines no standard_mnist_loaders(data_dir, *, batch_size, subset, seed, "
+                         "num_workers) -> (train, val, test) DataLoaders; the benchmark compares 03 against it.")
+    return lesson.standard_mnist_loaders(*args, **kwargs)
+
+
+class StandardLoader:
+    """A DataLoader of the standard pipeline, with what 03 reads from an InMemoryLoader besides its batches.
+
+    Iterating it gives the DataLoader's batches, moved to `device` one by
+    one as a tutorial's loop does (`images.to(device)`: nothing to move on a
+    CPU). `labels` holds every label (03 prints how many); `images` only the
+    first `preview` images, transformed like the rest, for 03's look at the
+    untrained network: the standard pipeline holds no image tensor.
+    """
+
+    def __init__(self, loader, device: torch.device, *, preview: int = 32):
+        self.loader, self.device = loader, device
+        self.batch_size = loader.batch_size
+        self.dataset = loader.dataset
+        dataset, indices = loader.dataset, None
+        if isinstance(dataset, torch.utils.data.Subset):
+            dataset, indices = dataset.dataset, torch.as_tensor(dataset.indices)
+        targets = torch.as_tensor(dataset.targets)
+        self.labels = (targets if indices is None else targets[indices]).to(device)
+        first = [self.dataset[i][0] for i in range(min(preview, len(self.dataset)))]
+        self.images = torch.stack(first).to(device)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            yield images.to(self.device), labels.to(self.device)
+
+
+def normalize_transform(loader):
+    """The Normalize transform inside a standard loader's dataset (Subset -> MNIST -> Compose -> Normalize)."""
+    from torchvision import transforms
+
+    dataset = loader.dataset
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    steps = getattr(dataset.transform, "transforms", [dataset.transform])
+    return next(step for step in steps if isinstance(step, transforms.Normalize))
+
+
 def standard_mnist_data(data_dir=None, *, batch_size=64, subset=None, seed=0, device="cpu", download=True,
                         normalization=None, pixels="natural") -> dl_utils.MNISTData:
-    """`dl_utils.standard_mnist_loaders` dressed as `load_mnist_data`'s return value.
+    """02's `standard_mnist_loaders` dressed as `dl_utils.load_mnist_data`'s return value.
 
     Same signature as load_mnist_data, so 03's main() can use it unchanged.
-    The batches stay on the CPU; train_epoch moves each one to the device.
     """
     if normalization is not None or pixels != "natural":
         raise NotImplementedError("the standard pipeline computes its own statistics and keeps the pixels in place")
-    train, val, test = dl_utils.standard_mnist_loaders(data_dir, batch_size=batch_size, subset=subset,
-                                                       seed=seed, download=download)
-    normalize = train.dataset.dataset.transform.transforms[-1]  # Subset -> MNIST -> Compose -> Normalize
-    # 03 shows the untrained network's guesses for the first few validation digits (loader.images[:10]):
-    # give the standard loader those few as tensors (transformed as every other image is).
-    first = [val.dataset[i] for i in range(min(32, len(val.dataset)))]
-    val.images = torch.stack([image for image, _ in first])
-    val.labels = torch.tensor([label for _, label in first])
+    device = torch.device(device)
+    loaders = standard_mnist_loaders(data_dir, batch_size=batch_size, subset=subset or None, seed=seed)
+    normalize = normalize_transform(loaders[0])
+    train, val, test = (StandardLoader(loader, device) for loader in loaders)
     return dl_utils.MNISTData(train, val, test, mean=float(normalize.mean[0]), std=float(normalize.std[0]))
 
 
@@ -157,7 +227,7 @@ def warm_up(lesson, device: torch.device) -> None:
 
     generator = torch.Generator().manual_seed(1)
     model = lesson.SimpleNN().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     for _ in range(30):
         images = torch.randn(BATCH_SIZE, 1, 28, 28, generator=generator).to(device)
         labels = torch.randint(0, 10, (BATCH_SIZE,), generator=generator).to(device)
@@ -212,8 +282,11 @@ def run_child(command: list[str], log_path: Path) -> dict:
     return {"wall_s": wall_s, "peak_rss_bytes": peak_rss}
 
 
-def lesson_command(kind: str, *, data_dir: Path, out_dir: Path, epochs: int, device: str) -> list[str]:
-    flags = ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--epochs", str(epochs), "--device", device]
+def lesson_command(kind: str, *, data_dir: Path, out_dir: Path, epochs: int, device: str,
+                   subset: int | None = None) -> list[str]:
+    """03's command line; kind "dl_utils" = 03 as it is (in memory), else 03 fed by the standard pipeline."""
+    flags = ["--data-dir", str(data_dir), "--out-dir", str(out_dir), "--epochs", str(epochs), "--device", device,
+             *(["--subset", str(subset)] if subset else [])]
     if kind == "dl_utils":
         return [sys.executable, str(REPO / "03_train_mnist.py"), *flags]
     return [sys.executable, str(Path(__file__).resolve()), "--standard-process", *flags]
@@ -233,7 +306,7 @@ def bench_processes(args) -> dict:
             with tempfile.TemporaryDirectory(prefix=f"bench_{kind}_") as tmp:
                 tmp = Path(tmp)
                 command = lesson_command(kind, data_dir=args.data_dir, out_dir=tmp / "out", epochs=args.epochs,
-                                         device=args.device)
+                                         device=args.device, subset=args.subset)
                 result = run_child(command, tmp / "log.txt")
                 saved = json.loads((tmp / "out" / "03_train_mnist.json").read_text())
             result.update(test_accuracy=saved["test_accuracy"], train_seconds=saved["train_seconds"],
@@ -267,19 +340,21 @@ IMPORTS_ONLY = "import torch, matplotlib.pyplot"  # what 03 imports (torchvision
 
 def standard_process(argv: list[str]) -> None:
     """`--standard-process`: 03_train_mnist.py's main(), fed by the standard loaders."""
-    lesson = dl_utils.import_script("03_train_mnist")
-    calls = []
+    lesson = load_lesson("03_train_mnist")
+    calls, original = [], dl_utils.load_mnist_data
 
     def load_standard(*args, **kwargs):
         calls.append(1)
         return standard_mnist_data(*args, **kwargs)
 
     dl_utils.load_mnist_data = load_standard  # 03 calls dl_utils.load_mnist_data(...): this one now
-    lesson.main(argv)
+    try:
+        lesson.main(argv)
+    finally:
+        dl_utils.load_mnist_data = original
     if not calls:  # e.g. 03 switched to `from dl_utils import load_mnist_data`: we timed 03 itself
         raise SystemExit("--standard-process: 03_train_mnist.py never called dl_utils.load_mnist_data, so "
                          "the standard loaders were not used; update standard_process() in this file.")
-
 
 
 def load_cnn_lesson():
@@ -287,7 +362,7 @@ def load_cnn_lesson():
     if not (REPO / "06_cnn_mnist.py").exists():
         return None, "06_cnn_mnist.py does not exist yet"
     try:
-        module = dl_utils.import_script("06_cnn_mnist")
+        module = load_lesson("06_cnn_mnist")
     except Exception as error:  # a half-written file must not sink the MLP numbers
         return None, f"06_cnn_mnist.py could not be imported ({type(error).__name__}: {error})"
     if not hasattr(module, "CNN"):
@@ -315,15 +390,18 @@ def textbook_order(module):
 
 
 def plain_cnn_loop(module, args, device: torch.device) -> dict:
-    """06's CNN class trained the plain way: batch 64, NCHW, plain Adam 1e-3, no schedule, PLAIN_CNN epochs."""
+    """06's CNN class trained the plain way: batch 64, NCHW, plain Adam 1e-3, no schedule, PLAIN_CNN epochs.
+
+    The loop is 03's (dl_utils.fit, "written in 03"): one line per epoch, then the test set once.
+    """
     dl_utils.set_seed(SEED)
-    data = dl_utils.load_mnist_data(args.data_dir, batch_size=PLAIN_CNN["batch_size"], seed=SEED, device=device)
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=PLAIN_CNN["batch_size"], subset=args.subset or None,
+                                    seed=SEED, device=device)
     model = module.CNN().to(device)  # the default memory layout (NCHW)
     optimizer = torch.optim.Adam(model.parameters(), lr=PLAIN_CNN["lr"])
     loss_fn = nn.CrossEntropyLoss()
-    history = dl_utils.train_model(model, data.train_loader, data.val_loader, loss_fn=loss_fn, optimizer=optimizer,
-                                   epochs=args.plain_cnn_epochs, device=device, log=lambda line: log("    " + line))
-    test = dl_utils.evaluate_model(model, data.test_loader, loss_fn=loss_fn, device=device)
+    history = dl_utils.fit(model, data.train_loader, data.val_loader, loss_fn, optimizer, epochs=args.plain_cnn_epochs)
+    test = dl_utils.evaluate(model, data.test_loader, loss_fn)
     return {"train_seconds": sum(history["seconds"]), "test_accuracy": test["accuracy"],
             "epochs": len(history["epoch"]), "val_accuracy": history["val_accuracy"],
             "settings": {**PLAIN_CNN, "epochs": args.plain_cnn_epochs, "memory_format": "contiguous (NCHW)",
@@ -344,7 +422,7 @@ def bench_cnn_vs_plain(args, device: torch.device) -> dict:
     for seed in args.cnn_seeds:
         with tempfile.TemporaryDirectory(prefix="bench_06_") as tmp:
             tmp = Path(tmp)
-            flags = [*args.cnn_06_flags, "--seed", str(seed)]
+            flags = [*args.cnn_06_flags, *(["--subset", str(args.subset)] if args.subset else []), "--seed", str(seed)]
             command = [sys.executable, str(REPO / "06_cnn_mnist.py"), "--data-dir", str(args.data_dir),
                        "--out-dir", str(tmp / "out"), "--device", args.device, *flags]
             run = run_child(command, tmp / "log.txt")
@@ -356,7 +434,8 @@ def bench_cnn_vs_plain(args, device: torch.device) -> dict:
             f"epochs), test accuracy {100 * run['test_accuracy']:.2f}%; whole process {run['wall_s']:.1f} s, "
             f"peak RSS {mb(run['peak_rss_bytes'])}")
     accuracies = [r["test_accuracy"] for r in runs]
-    defaults = {"command": " ".join(["python", "06_cnn_mnist.py", *args.cnn_06_flags]), "seeds": list(args.cnn_seeds),
+    shown_flags = [*args.cnn_06_flags, *(["--subset", str(args.subset)] if args.subset else [])]
+    defaults = {"command": " ".join(["python", "06_cnn_mnist.py", *shown_flags]), "seeds": list(args.cnn_seeds),
                 "runs": runs, "epochs": runs[0]["epochs"],
                 "train_seconds": statistics.median(r["train_seconds"] for r in runs),
                 "test_accuracy_mean": statistics.mean(accuracies), "test_accuracy_min": min(accuracies),
@@ -380,7 +459,7 @@ def time_cnn(module, data, *, device: torch.device, steps: int, channels_last: b
     model = (module.CNN if pool_first else textbook_order(module))().to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, **({"fused": True} if fused else {}))
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **({"fused": True} if fused else {}))
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     batches = forever(data.train_loader)
@@ -404,7 +483,7 @@ def time_cnn(module, data, *, device: torch.device, steps: int, channels_last: b
     sync(device)
     step_s = (time.perf_counter() - start) / steps
     start = time.perf_counter()
-    dl_utils.evaluate_model(model, data.val_loader, loss_fn=loss_fn, device=device)
+    dl_utils.evaluate(model, data.val_loader, loss_fn)
     val_s = time.perf_counter() - start
     return {"step_s": step_s, "val_pass_s": val_s, "epoch_s": step_s * len(data.train_loader) + val_s,
             "steps_timed": steps, "batch_size": data.train_loader.batch_size}
@@ -435,17 +514,17 @@ def cnn_ladder(module, thread_counts) -> dict:
 # --experiments: other settings that might make training faster
 # ---------------------------------------------------------------------------
 def mlp_epochs(lesson, data, *, device, epochs: int, optimizer_kwargs=None, compile_model=False) -> dict:
-    """Train 03's MLP for `epochs` on in-memory data; first epoch and steady s/epoch."""
+    """Train 03's MLP with 03's own fit() for `epochs` on in-memory data; first epoch and steady s/epoch."""
     dl_utils.set_seed(SEED)
     data.train_loader.generator.manual_seed(SEED)
     model = lesson.SimpleNN().to(device)
     if optimizer_kwargs is None:  # 03's own choice
-        optimizer_kwargs = {"fused": _LESSON_03.FUSED and dl_utils.fused_adam_works(device)}
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, **optimizer_kwargs)
+        optimizer_kwargs = {"fused": FUSED and dl_utils.fused_adam_works(device)}
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **optimizer_kwargs)
     run_model = torch.compile(model) if compile_model else model
-    loss_fn = nn.CrossEntropyLoss()
-    history = dl_utils.train_model(run_model, data.train_loader, data.val_loader, loss_fn=loss_fn,
-                                   optimizer=optimizer, epochs=epochs, device=device, log=None)
+    with contextlib.redirect_stdout(io.StringIO()):  # fit prints one line per epoch: not wanted here
+        history = lesson.fit(run_model, data.train_loader, data.val_loader, nn.CrossEntropyLoss(), optimizer,
+                             epochs=epochs)
     seconds = history["seconds"]
     return {"epoch_s": seconds, "first_epoch_s": seconds[0],
             "steady_epoch_s": statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
@@ -456,7 +535,7 @@ ADAM_STEPS = 200  # --experiments, Adam variants: steps per timed block (about 0
 ADAM_ROUNDS = 9  # blocks per variant, interleaved; the first is a warm-up and not counted
 
 
-def mlp_adam_steps(lesson, data, *, device: torch.device) -> dict:
+def mlp_adam_steps(lesson, data, *, device: torch.device, steps: int = ADAM_STEPS, rounds: int = ADAM_ROUNDS) -> dict:
     """Adam's three implementations on 03's MLP: the same batches, timed in short interleaved blocks.
 
     A step of this small network takes well under a millisecond, so whole
@@ -469,13 +548,13 @@ def mlp_adam_steps(lesson, data, *, device: torch.device) -> dict:
                 "foreach": ({"foreach": True}, "Adam(foreach=True): one call per line for all tensors, same weights"),
                 "fused": ({"fused": True}, "Adam(fused=True): one kernel, rounds differently")}
     batches = forever(data.train_loader)
-    fixed = [next(batches) for _ in range(ADAM_STEPS)]
+    fixed = [next(batches) for _ in range(steps)]
     models, per_step = {}, {key: [] for key in variants}
     for key, (kwargs, _) in variants.items():
         dl_utils.set_seed(SEED)
         model = lesson.SimpleNN().to(device)
-        models[key] = (model, torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, **kwargs))
-    for round_ in range(ADAM_ROUNDS):
+        models[key] = (model, torch.optim.Adam(model.parameters(), lr=LR, **kwargs))
+    for round_ in range(rounds):
         for key in (list(variants) if round_ % 2 == 0 else list(reversed(variants))):
             model, optimizer = models[key]
             start = time.perf_counter()
@@ -485,7 +564,7 @@ def mlp_adam_steps(lesson, data, *, device: torch.device) -> dict:
                 optimizer.step()
             sync(device)
             if round_:
-                per_step[key].append((time.perf_counter() - start) / ADAM_STEPS)
+                per_step[key].append((time.perf_counter() - start) / steps)
     summary = {}
     for key, (_, label) in variants.items():
         step_s = statistics.median(per_step[key])
@@ -524,9 +603,10 @@ def with_threads(n: int, function):
 
 
 def experiments(args, device: torch.device) -> dict:
-    lesson = dl_utils.import_script("03_train_mnist")
+    lesson = _LESSON_03
     warm_up(lesson, device)
-    data = dl_utils.load_mnist_data(args.data_dir, batch_size=BATCH_SIZE, seed=SEED, device=device)
+    subset = args.subset or None
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=BATCH_SIZE, subset=subset, seed=SEED, device=device)
     epochs = args.epochs
     out = {"epochs_per_run": epochs, "repeats": args.repeats,
            "note": "s/epoch = median over runs of the median epoch after the first (training + validation)"}
@@ -538,8 +618,9 @@ def experiments(args, device: torch.device) -> dict:
                                  lambda n: with_threads(n, lambda: mlp_epochs(lesson, data, device=device,
                                                                               epochs=epochs)), args.repeats)
 
-    log(f"\nAdam on {device.type} (03's MLP, {ADAM_STEPS} training steps per block, {ADAM_ROUNDS} interleaved rounds):")
-    out["mlp_adam"] = mlp_adam_steps(lesson, data, device=device)
+    log(f"\nAdam on {device.type} (03's MLP, {args.adam_steps} training steps per block, {args.adam_rounds} "
+        "interleaved rounds):")
+    out["mlp_adam"] = mlp_adam_steps(lesson, data, device=device, steps=args.adam_steps, rounds=args.adam_rounds)
 
     log(f"\ntorch.compile (MLP, {epochs} epochs; epoch 1 includes compiling):")
     try:
@@ -567,13 +648,13 @@ def experiments(args, device: torch.device) -> dict:
 
     def standard_epoch(workers: int) -> dict:
         dl_utils.set_seed(SEED)
-        train, _, _ = dl_utils.standard_mnist_loaders(args.data_dir, batch_size=BATCH_SIZE, seed=SEED,
-                                                      num_workers=workers)
+        train, _, _ = standard_mnist_loaders(args.data_dir, batch_size=BATCH_SIZE, subset=subset, seed=SEED,
+                                             num_workers=workers)
         model = lesson.SimpleNN().to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        batches = ((images.to(device), labels.to(device)) for images, labels in train)  # as a tutorial's loop does
         start = time.perf_counter()
-        dl_utils.train_epoch(model, train, loss_fn=nn.CrossEntropyLoss(), optimizer=optimizer, device=device,
-                             progress=False)
+        lesson.train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer)
         return {"steady_epoch_s": time.perf_counter() - start}
 
     out["standard_num_workers"] = compare("num_workers", {f"num_workers_{n}": n for n in sorted({0, cores})},
@@ -591,7 +672,8 @@ def experiments(args, device: torch.device) -> dict:
         def cnn_run(setting):
             batch = setting["batch_size"]
             if batch not in loaders:
-                loaders[batch] = dl_utils.load_mnist_data(args.data_dir, batch_size=batch, seed=SEED, device=device)
+                loaders[batch] = dl_utils.load_mnist_data(args.data_dir, batch_size=batch, subset=subset, seed=SEED,
+                                                          device=device)
             result = with_threads(setting.get("threads", torch.get_num_threads()),
                                   lambda: time_cnn(module, loaders[batch], device=device, steps=args.cnn_steps,
                                                    **{k: v for k, v in setting.items() if k not in ("threads", "label")}))
@@ -673,9 +755,9 @@ def markdown_report(results: dict, args) -> str:
     elif cnn:
         lines += ["", f"`{cnn['defaults']['command']}` as a whole (median): {cnn['defaults']['wall_s']:.1f} s, peak RSS "
                       f"{mb(cnn['defaults']['peak_rss_bytes'])}."]
-    if args.quick:
-        lines += ["", "(--quick: fewer epochs, so start-up costs weigh more and accuracy is lower: the ratios are "
-                      "not comparable with the targets.)"]
+    if args.quick or args.subset:
+        lines += ["", "(--quick or --subset: less training, so start-up costs weigh more and accuracy is lower: "
+                      "the ratios are not comparable with the targets.)"]
     return "\n".join(lines)
 
 
@@ -684,7 +766,7 @@ def experiments_report(results: dict, args) -> str:
     m, e = results["machine"], results["experiments"]
     lines = [machine_line(results) + f" {m['torch_threads']} thread(s) unless stated; median of {args.repeats} "
              f"run(s) (MLP threads: epochs after the first of {args.epochs}, training + validation; Adam: training steps "
-             f"timed in {ADAM_ROUNDS - 1} interleaved blocks of {ADAM_STEPS}, median; CNN: "
+             f"timed in {args.adam_rounds - 1} interleaved blocks of {args.adam_steps}, median; CNN: "
              f"{args.cnn_steps} training steps extrapolated to an epoch, + one validation pass).", "",
              "| experiment | variant | s/epoch |", "| --- | --- | ---: |"]
     groups = (("MLP threads", "mlp_threads"), ("MLP Adam", "mlp_adam"),
@@ -739,7 +821,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "own choice, one per core)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a check that it all works: 03 {QUICK['epochs']} epochs, the plain CNN loop "
-                             f"{QUICK['plain_cnn_epochs']} and 06 {' '.join(QUICK['cnn_06_flags'])}")
+                             f"{QUICK['plain_cnn_epochs']} and 06 {' '.join(QUICK['cnn_06_flags'])}; --experiments: "
+                             f"fewer timed steps")
+    parser.add_argument("--subset", type=dl_utils.positive_int, default=None,
+                        help="train every run on the first N training images only (03's and 06's --subset): "
+                             "a smoke test in seconds; the ratios mean nothing then (default: all 55,000)")
     parser.add_argument("--skip-process", action="store_true", help="skip the 03 process comparison")
     parser.add_argument("--skip-cnn", action="store_true", help="skip 06 against the plain loop")
     parser.add_argument("--experiments", action="store_true",
@@ -764,6 +850,8 @@ def main(argv=None) -> dict | None:
     args.cnn_06_flags = QUICK["cnn_06_flags"] if args.quick else []
     args.cnn_seeds = QUICK["cnn_seeds"] if args.quick else CNN_SEEDS
     args.cnn_steps = args.cnn_steps or (QUICK["cnn_steps"] if args.quick else CNN_STEPS)
+    args.adam_steps, args.adam_rounds = (QUICK["adam_steps"], QUICK["adam_rounds"]) if args.quick else \
+        (ADAM_STEPS, ADAM_ROUNDS)
     args.data_dir = dl_utils.resolve_data_dir(args.data_dir)
     json_path = args.out_dir / ("bench_training_experiments.json" if args.experiments else "bench_training.json")
 
@@ -775,9 +863,11 @@ def main(argv=None) -> dict | None:
                "load_before": load_average(), "settings": {
                    "epochs": args.epochs, "process_repeats": args.process_repeats, "quick": args.quick,
                    "plain_cnn": {**PLAIN_CNN, "epochs": args.plain_cnn_epochs}, "cnn_06_flags": args.cnn_06_flags, "cnn_seeds": list(args.cnn_seeds),
-                   "threads": torch.get_num_threads(), "batch_size": BATCH_SIZE, "lr": LEARNING_RATE, "seed": SEED}}
+                   "threads": torch.get_num_threads(), "batch_size": BATCH_SIZE, "lr": LR, "fused": FUSED, "seed": SEED,
+                   "subset": args.subset}}
     if args.experiments:
-        results["settings"].update(repeats=args.repeats, cnn_steps=args.cnn_steps)
+        results["settings"].update(repeats=args.repeats, cnn_steps=args.cnn_steps, adam_steps=args.adam_steps,
+                                   adam_rounds=args.adam_rounds)
     log(f"Device: {device} ({why}); CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
         f"load average {results['load_before']}")
     load = results["load_before"]
@@ -794,8 +884,8 @@ def main(argv=None) -> dict | None:
         return results
 
     if not args.skip_process:
-        log(f"\n1-2. Whole processes: python 03_train_mnist.py --epochs {args.epochs}, with each pipeline, "
-            f"{args.process_repeats} run(s) each")
+        log(f"\n1-2. Whole processes: python 03_train_mnist.py --epochs {args.epochs} (batch {BATCH_SIZE}, "
+            f"{'fused' if FUSED else 'for-loop'} Adam), with each pipeline, {args.process_repeats} run(s) each")
         results["process"] = bench_processes(args)
     if not args.skip_cnn:
         log("\n3. 06's CNN: the plain loop, then python 06_cnn_mnist.py")

@@ -57,7 +57,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 RESULTS_DIR = REPO / "docs" / "results"
-DOCS = ["README.md", "LEARNING_GUIDE.md", "ML_CONCEPTS_EXPLAINED.md"]
+DOCS = ["README.md", "LEARNING_GUIDE.md", "ML_CONCEPTS_EXPLAINED.md", "docs/PERFORMANCE.md"]
 REQUIRED_DOCS = ["README.md", "ML_CONCEPTS_EXPLAINED.md"]
 CONCEPTS = "ML_CONCEPTS_EXPLAINED.md"
 

@@ -455,12 +455,16 @@ def lesson_users(name: str) -> set[str]:
     import re
     import tokenize
 
-    if not _LESSON_CODE:  # read once: every name asks
+    def code(path):
+        tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+        return " ".join(t.string for t in tokens if t.type != tokenize.COMMENT
+                        and not (t.type == tokenize.STRING and t.string.startswith(('"""', "'''"))))
+
+    if not _LESSON_CODE:  # read once: every name asks. The extras/ files a lesson imports count as its code.
         for path in sorted(REPO.glob("0[0-9]_*.py")):
-            tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
-            _LESSON_CODE[path.name[:2]] = " ".join(
-                t.string for t in tokens
-                if t.type != tokenize.COMMENT and not (t.type == tokenize.STRING and t.string.startswith(('"""', "'''"))))
+            names = re.findall(r"^from extras import ([\w, ]+)", path.read_text(encoding="utf-8"), re.M)
+            extras = [REPO / "extras" / f"{name.strip()}.py" for line in names for name in line.split(",")]
+            _LESSON_CODE[path.name[:2]] = " ".join(code(p) for p in [path, *extras] if p.is_file())
     return {lesson for lesson, code in _LESSON_CODE.items() if re.search(rf"dl_utils\s*\.\s*{name}\b", code)}
 
 
