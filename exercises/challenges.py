@@ -6,7 +6,7 @@ Edit a function below, then run its challenge (it needs MNIST, like 02-06):
     python exercises/check.py --challenge cnn --data-dir DATA_DIR
 
 The checker builds your model, trains it with the course's loop
-(dl_utils.load_mnist_data + dl_utils.train_model: Adam or SGD, your settings),
+(dl_utils.load_mnist_data + dl_utils.fit: Adam or SGD, your settings),
 prints the validation accuracy after every epoch, then reads the test set ONCE and
 says pass or fail. Tune on the validation line; the test accuracy is the report.
 

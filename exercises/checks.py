@@ -448,7 +448,7 @@ def check_shuffled_batches(fn):
     if sizes == [size] * (n // size):
         raise Fail(f"{call} should give {math.ceil(n / size)} batches of sizes {[5, 5, 5, 5, 3]}; yours gives "
                    f"{len(batches)} of sizes {sizes}: the last, partial batch is missing, so 3 examples are never "
-                   "trained on. (55,000 MNIST images in batches of 128, 03's size, make 430 batches, the last one of 88.)")
+                   "trained on. (55,000 MNIST images in batches of 64, 03's size, make 860 batches, the last one of 24.)")
     if sizes != [5, 5, 5, 5, 3]:
         raise Fail(f"{call} should give batches of sizes [5, 5, 5, 5, 3]; yours gives sizes {sizes}.")
     ids = torch.cat([b[0][:, 0, 0, 0] for b in batches]).long()
@@ -740,7 +740,7 @@ def check_should_stop(fn):
             why += ("; 0.85 was better than the epoch before it, but not better than the best, 0.8, so it does not "
                     "count: compare with the BEST loss, not the previous one")
         if losses == [1.0, 0.9, 0.9, 0.9, 0.9]:
-            why += "; an equal loss is no improvement (dl_utils.train_model uses <)"
+            why += "; an equal loss is no improvement (03's epoch loop uses <)"
         raise Fail(f"{call} should be {expected}: {why}; yours returned {bool(got)}.")
 
 
@@ -806,9 +806,8 @@ def check_backprop_by_hand(fn):
 @exercise("04", "nn.Linear(784, hidden) stores its weight as (out_features, in_features) = (hidden, 784): "
                 "state_dict['fc1.weight'].shape[0].")
 def check_hidden_size_from_checkpoint(fn):
-    SimpleNN = dl_utils.import_script("03_train_mnist").SimpleNN
     for hidden, batch_norm in ((128, False), (32, False), (7, True)):
-        state = SimpleNN(hidden=hidden, batch_norm=batch_norm).state_dict()
+        state = dl_utils.SimpleNN(hidden=hidden, batch_norm=batch_norm).state_dict()  # 03's model, harvested
         call = f"hidden_size_from_checkpoint(the state_dict of SimpleNN(hidden={hidden}))"
         got = fn(state)
         got = int(got) if isinstance(got, torch.Tensor) and got.numel() == 1 else got

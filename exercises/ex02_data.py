@@ -72,7 +72,7 @@ def shuffled_batches(images, labels, batch_size, generator=None):
     Return a list of (batch_images, batch_labels) pairs: every example exactly once,
     in a random order, each label still next to its own image; all batches hold
     batch_size examples except the last, which holds the rest (55,000 images in
-    batches of 128, 03's size, make 430 batches, the last one of 88).
+    batches of 64, 03's size, make 860 batches, the last one of 24).
     """
     raise NotImplementedError  # replace this line with your code
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 
-# 03_train_mnist.py section 4 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 1 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
 def count_linear_parameters(sizes):
     """The number of parameters of a stack of Linear layers, by formula.
 
@@ -51,7 +51,7 @@ def accuracy(logits, labels):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py section 4 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
 def cross_entropy(logits, labels):
     """Cross-entropy by hand: what nn.CrossEntropyLoss computes.
 
@@ -81,7 +81,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py section 6 (the test set) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (evaluate) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
 def evaluate(model, loader):
     """The accuracy of model on every example of loader, measured properly.
 
@@ -93,7 +93,7 @@ def evaluate(model, loader):
     raise NotImplementedError  # replace this line with your code
 
 
-# 03_train_mnist.py --patience (dl_utils.train_model) · "Regularization" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (early stopping, --patience) · "Regularization" in ML_CONCEPTS_EXPLAINED.md
 def should_stop(val_losses, patience):
     """Early stopping's rule: has the validation loss stopped improving?
 

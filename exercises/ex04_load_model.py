@@ -22,8 +22,8 @@ def hidden_size_from_checkpoint(state_dict):
     state_dict: the state_dict of 03's SimpleNN (a dict: layer name -> tensor),
     e.g. checkpoint["state_dict"] from mnist_model.pth. Its "fc1.weight" is the
     first Linear layer's weight matrix.
-    Return the hidden size as an int (128 for 03's default): the number to pass
-    as --hidden to rebuild a model the weights fit into.
+    Return the hidden size as an int (128 for 03's default): the size to build
+    SimpleNN(hidden=...) with so that the weights fit (04 reads it from model_config).
     """
     raise NotImplementedError  # replace this line with your code
 

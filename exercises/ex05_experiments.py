@@ -41,7 +41,7 @@ def collapse_linear(W1, b1, W2, b2):
     raise NotImplementedError  # replace this line with your code
 
 
-# 05_experiment_architectures.py section 4 (--compare-runs) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
+# 05_experiment_architectures.py --compare-runs · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
 def best_run(runs):
     """Pick the best of several training runs, the honest way.
 

@@ -115,11 +115,45 @@ def test_comments_name_real_sections_and_concepts():
         script, numbers, concept = match.groups()
         source = (REPO / script).read_text()
         for number in re.findall(r"\d+", numbers or ""):
-            if not re.search(rf"^\s*# {number}\. \S", source, re.M):
+            if not re.search(rf"^\s*# (?:-+ )?{number}\. \S", source, re.M):  # "# 3. Title" or "# --- 3. Title ---"
                 problems.append(f"{exercise.name}: {script} has no section {number}")
         if concept not in headings:
             problems.append(f"{exercise.name}: {concept!r} is not a heading of ML_CONCEPTS_EXPLAINED.md")
     assert problems == []
+
+
+LESSON_LOADERS = {"import_script", "load_script", "run_path", "import_module", "spec_from_file_location",
+                  "__import__"}
+
+
+def lesson_loads(source: str) -> list[str]:
+    """Lines of `source` that load a numbered lesson as a module (import_script, importlib or runpy on 0N_...)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        texts = [n.value for arg in [*node.args, *(k.value for k in node.keywords)] for n in ast.walk(arg)
+                 if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        if name in ("import_script", "load_script") or (
+                name in LESSON_LOADERS and any(re.search(r"\b0\d_\w+", text) for text in texts)):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_nothing_under_exercises_loads_a_lesson():
+    """The checker and the exercises use dl_utils (SimpleNN, fit, ...), never a numbered lesson (issue 21)."""
+    problems = {path.relative_to(REPO).as_posix(): lesson_loads(path.read_text(encoding="utf-8"))
+                for path in sorted(EXERCISES.rglob("*.py"))}
+    assert len(problems) >= 14  # check, checks, challenges, six exercise files and their solutions
+    assert {path: lines for path, lines in problems.items() if lines} == {}
+
+
+def test_the_lesson_load_scan_can_fail():
+    assert lesson_loads('SimpleNN = dl_utils.import_script("03_train_mnist").SimpleNN\n')
+    assert lesson_loads('spec = importlib.util.spec_from_file_location("cnn", REPO / "06_cnn_mnist.py")\n')
+    assert lesson_loads('import runpy\nlesson = runpy.run_path(f"{REPO}/04_load_model.py")\n')
+    assert not lesson_loads('spec = importlib.util.spec_from_file_location("learner_challenges", path)\n')
 
 
 # ---------------------------------------------------------------------------
@@ -472,6 +506,28 @@ def test_cnn_challenge_trains_a_convolutional_network(tiny_mnist, tmp_path, caps
         tiny_mnist, tmp_path, capsys)
     assert "Seed 0: best validation accuracy" in out and data["parameters"] == 4 * 9 + 4 + 196 * 10 + 10
     assert data["passed"] == (code == 0) == (data["test_accuracy"] >= 0.99)
+
+
+def test_scheduled_epoch_is_03s_epoch_plus_one_scheduler_step_per_batch():
+    """The challenge's OneCycle epoch: the same weights as dl_utils.train_one_epoch, and one step per batch."""
+    import dl_utils
+
+    loader = checks.tiny_loader()  # 17 images in batches of 5, 5, 5, 2
+
+    def train(with_schedule):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # a constant "schedule"
+        epoch = check.scheduled_epoch(scheduler) if with_schedule else dl_utils.train_one_epoch
+        result = epoch(model, loader, nn.CrossEntropyLoss(), optimizer)
+        return result, [p.detach().clone() for p in model.parameters()], scheduler.last_epoch
+
+    plain, plain_weights, _ = train(False)
+    scheduled, scheduled_weights, steps = train(True)
+    assert steps == len(loader) == 4
+    assert scheduled == pytest.approx(plain) and set(scheduled) == {"loss", "accuracy"}
+    assert all(torch.equal(a, b) for a, b in zip(plain_weights, scheduled_weights))
 
 
 def test_challenge_without_mnist_says_where_to_put_it(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from torch import nn
 # Reference solutions: the same exercises, solved. Try yours first.
 
 
-# 03_train_mnist.py section 4 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 1 (parameters) · "Model Capacity" in ML_CONCEPTS_EXPLAINED.md
 def count_linear_parameters(sizes):
     """The number of parameters of a stack of Linear layers, by formula.
 
@@ -60,7 +60,7 @@ def accuracy(logits, labels):
     return (predictions == labels).float().mean().item()
 
 
-# 03_train_mnist.py section 4 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (the loss) · "Loss Functions" in ML_CONCEPTS_EXPLAINED.md
 def cross_entropy(logits, labels):
     """Cross-entropy by hand: what nn.CrossEntropyLoss computes.
 
@@ -103,7 +103,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer):
     return total_loss / seen
 
 
-# 03_train_mnist.py section 6 (the test set) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (evaluate) · "Train, Validation & Test Sets" in ML_CONCEPTS_EXPLAINED.md
 def evaluate(model, loader):
     """The accuracy of model on every example of loader, measured properly.
 
@@ -121,7 +121,7 @@ def evaluate(model, loader):
     return correct / seen
 
 
-# 03_train_mnist.py --patience (dl_utils.train_model) · "Regularization" in ML_CONCEPTS_EXPLAINED.md
+# 03_train_mnist.py section 2 (early stopping, --patience) · "Regularization" in ML_CONCEPTS_EXPLAINED.md
 def should_stop(val_losses, patience):
     """Early stopping's rule: has the validation loss stopped improving?
 
