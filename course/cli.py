@@ -41,10 +41,10 @@ class CourseError(SystemExit):
     """
 
 
-# Settings that say where files are, not how the model was made: left out of
+# Settings that say where files are (your picture too), not how the model was made: left out of
 # the recorded settings so a checkpoint made on one machine reads the same on
 # another.
-PLUMBING = ("data_dir", "out_dir", "show", "quick")
+PLUMBING = ("data_dir", "out_dir", "show", "quick", "image")
 
 # Files this process has finished writing (save_checkpoint, save_results and
 # finish_figure add to it), so an interrupted run can say what it kept.
