@@ -1,6 +1,6 @@
 """Reading the lab notebook (experiments.csv) back: which run was best, and what mattered?
 
-Used by `05_experiment_architectures.py --compare-runs`; lessons call these
+Used by `05_experiment_architectures.py --compare-runs` (extras/compare_runs.py),
 through dl_utils (`dl_utils.read_experiments`, ...).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 
 from course.cli import CourseError
@@ -15,8 +16,7 @@ from course.records import finish_figure
 
 # experiments.csv is plain text, so every cell comes back as a string. These
 # helpers turn the cells back into numbers, keep the runs you ask for, rank
-# them and plot accuracy against one setting (05_experiment_architectures.py
-# --compare-runs uses them).
+# them and plot accuracy against one setting (05 --compare-runs uses them).
 RESULT_COLUMNS = ("time", "script", "parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device")
 
 
@@ -50,20 +50,22 @@ def read_experiments(path: str | Path) -> list[dict]:
         return [{key: _cell_value(value or "") for key, value in row.items()} for row in csv.DictReader(f)]
 
 
-def filter_runs(runs: list[dict], where: dict) -> list[dict]:
-    """Keep the runs whose settings equal every `where` value (given as text, e.g. {"optimizer": "adam"})."""
+def filter_runs(runs: list[dict], where) -> list[dict]:
+    """Keep the runs that match EVERY condition in `where`: (setting, value as text) pairs such as
+    [("optimizer", "adam"), ("epochs", "10")], or a dict {"optimizer": "adam"}."""
+    conditions = list(where.items()) if isinstance(where, dict) else list(where)
     known = set().union(*runs) if runs else set()
-    unknown = [key for key in where if key not in known]
+    unknown = list(dict.fromkeys(key for key, _ in conditions if key not in known))
     if unknown:
         raise CourseError(f"experiments.csv has no column {', '.join(unknown)}; its columns are: "
                           f"{', '.join(sorted(known))}.")
-    wanted = {key: _cell_value(value) for key, value in where.items()}
 
-    def matches(cell, value, text):  # "batch_norm=true" as typed still finds the bool True
+    def matches(cell, text):  # "batch_norm=true" as typed still finds the bool True
+        value = _cell_value(text)
         return cell == value or (isinstance(cell, bool) and str(cell).lower() == text.strip().lower())
 
     # 0 == 0.0 and 1 == True in Python: "dropout=0" keeps rows where dropout is 0.0.
-    return [run for run in runs if all(matches(run.get(key), value, where[key]) for key, value in wanted.items())]
+    return [run for run in runs if all(matches(run.get(key), text) for key, text in conditions)]
 
 
 def best_runs(runs: list[dict], *, k: int = 10, by: str = "best_val_accuracy") -> list[dict]:
@@ -101,8 +103,12 @@ def accuracy_by_value(runs: list[dict], setting: str) -> list[dict]:
             for value, acc in sorted(groups.items(), key=lambda item: (isinstance(item[0], str), item[0]))]
 
 
-def format_runs_table(runs: list[dict], columns: list[str]) -> str:
-    """A plain-text table: rank, script, the given setting columns, accuracies, seconds."""
+def format_runs_table(runs: list[dict], columns: list[str], *, width: int = 100) -> str:
+    """A plain-text table at most `width` characters wide: rank, the setting columns, accuracies, seconds.
+
+    A setting column that does not fit is left out and named below the table,
+    so the table stays readable in a terminal however many settings differ.
+    """
     def show(value) -> str:
         if value is None:
             return "-"
@@ -110,16 +116,30 @@ def format_runs_table(runs: list[dict], columns: list[str]) -> str:
             return f"{value:g}"
         return str(value)
 
-    header = ["#", "script", *columns, "val acc", "test acc", "seconds"]
-    lines = [[str(rank), show(run.get("script")), *(show(run.get(c)) for c in columns),
-              f"{100 * run['best_val_accuracy']:.2f}%",
-              "-" if run.get("test_accuracy") is None else f"{100 * run['test_accuracy']:.2f}%",
-              "-" if run.get("train_seconds") is None else f"{run['train_seconds']:.1f}"]
-             for rank, run in enumerate(runs, 1)]
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(width) if i != 1 else cell.ljust(width)
-                               for i, (cell, width) in enumerate(zip(row, widths)))
-                     for row in [header, *lines])
+    def percent(value) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    rank = ["#", *(str(i) for i in range(1, len(runs) + 1))]
+    results = [["val acc", *(percent(run.get("best_val_accuracy")) for run in runs)],
+               ["test acc", *(percent(run.get("test_accuracy")) for run in runs)],
+               ["seconds", *("-" if run.get("train_seconds") is None else f"{run['train_seconds']:.1f}"
+                             for run in runs)]]
+    used = sum(max(map(len, cells)) + 2 for cells in [rank, *results]) - 2  # two spaces between columns
+    settings, left_out = [], []
+    for column in columns:
+        cells = [column, *(show(run.get(column)) for run in runs)]
+        if used + max(map(len, cells)) + 2 <= width:
+            settings.append(cells)
+            used += max(map(len, cells)) + 2
+        else:
+            left_out.append(column)
+    table = [rank, *settings, *results]
+    widths = [max(map(len, cells)) for cells in table]
+    lines = ["  ".join(cells[row].rjust(w) for cells, w in zip(table, widths)) for row in range(len(runs) + 1)]
+    if left_out:
+        lines.append(textwrap.fill(f"(no room in {width} columns for {', '.join(left_out)}: compare_runs.json "
+                                   "has every setting; --where narrows the runs)", width))
+    return "\n".join(lines)
 
 
 def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title: str | None = None,

@@ -55,7 +55,8 @@ def test_04_reproduces_03_exactly(trained, tiny_mnist, capsys):
     saved = json.loads((out / "04_load_model.json").read_text())
     assert saved["test_accuracy"] == results["test_accuracy"]
     # every setting and mode flag is recorded as parsed; paths of plumbing (--out-dir) are not
-    assert {"hidden", "batch_norm", "seed", "model", "image", "draw", "device"} <= set(saved["settings"])
+    assert {"hidden", "batch_norm", "seed", "model", "draw", "device"} <= set(saved["settings"])
+    assert "image" not in saved["settings"]  # a path to your picture, not a setting
     assert saved["settings"]["hidden"] == load.HIDDEN == 0 and saved["settings"]["draw"] is False
     assert "out_dir" not in saved["settings"]
     assert_png(out / "predictions.png")

@@ -1,20 +1,23 @@
-"""Tests for 05_experiment_architectures.py.
+"""Tests for 05_experiment_architectures.py: the four networks, the fair comparison, the flags.
 
-Smoke tests run each script in-process on the tiny synthetic MNIST (conftest.py) and check every
-file it writes; unit tests check the confusion-matrix and mistake-gallery helpers on hand-made
-predictions whose confusions are known, the linearity of NoActivationNN, and the parameter counts
-the lessons state.
+Smoke tests run the lesson in-process on the tiny synthetic MNIST (conftest.py) and check every
+file it writes; unit tests check the parameter counts the lesson states, the linearity of
+NoActivationNN, the noise rule, and that 05 stands alone (its baseline is dl_utils.SimpleNN, the
+copy of 03's, and neither 05 nor its extras load a lesson). The side experiments are tested in
+test_05_break_it.py and test_compare_runs.py.
 """
 
+import argparse
 import csv
 import json
+import re
 
 import matplotlib.image
 import pytest
 import torch
 
 import dl_utils
-from conftest import learner_photo, load_script
+from conftest import REPO, load_script
 
 arch = load_script("05_experiment_architectures")
 
@@ -108,10 +111,47 @@ def test_05_rejects_bad_flags(flags, capsys):
     assert caught.value.code == 2 and "error: argument" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------------
-# 06: the CNN
-# ---------------------------------------------------------------------------
-PNGS_06 = ("cnn_training_history.png", "cnn_filters.png", "cnn_feature_maps.png", "confusion_matrix.png",
-           "misclassified.png", "mlp_vs_cnn.png", "adversarial_example.png")
+def test_05_stands_alone_on_03s_harvested_network():
+    """The baseline is 03's SimpleNN through dl_utils (identical copy), not a lesson loaded at run time."""
+    assert issubclass(arch.TwoLayerNN, dl_utils.SimpleNN)
+    assert [name for name, _ in arch.TwoLayerNN().named_parameters()] == [
+        "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]  # a checkpoint dl_utils.build_model could load
+    files = [REPO / "05_experiment_architectures.py",
+             *(REPO / "extras" / f"{name}.py" for name in ("lr_sweep", "gradients", "leakage", "compare_runs"))]
+    loads_a_lesson = re.compile(r"importlib|import_script|run_path|import_module|load_script|from\s+0\d|import\s+0\d")
+    for path in files:
+        assert not loads_a_lesson.search(path.read_text(encoding="utf-8")), f"{path.name} loads a lesson"
 
 
+def test_05_settings_are_the_courses():
+    parser = arch.build_parser()
+    assert parser.get_default("batch_size") == dl_utils.BATCH_SIZE == 64  # the shared default, not a copy
+    assert parser.get_default("lr") == 1e-3 and parser.get_default("epochs") == 5
+    assert parser.get_default("seeds") == 3 and parser.get_default("arch") == list(arch.NETWORKS)
+
+
+@pytest.mark.parametrize("argv, seeds, expected", [(["--quick"], 3, [0]),
+                                                   (["--quick", "--seeds", "3"], 3, [0, 1, 2]),
+                                                   (["--quick", "--seeds=2"], 2, [0, 1]),
+                                                   ([], 3, [0, 1, 2]), (["--seed", "5"], 2, [5, 6])])
+def test_quick_trains_one_seed_unless_seeds_is_typed(argv, seeds, expected):
+    args = argparse.Namespace(quick="--quick" in argv, seeds=seeds, seed=5 if "--seed" in argv else 0)
+    assert arch.seed_list(args, argv) == expected
+
+
+def test_05_prints_one_line_per_run_and_records_its_settings(tiny_mnist, tmp_path, capsys):
+    results = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST, "--epochs", "2",
+                         "--arch", "two-layer", "tanh", "--seeds", "2"])
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" not in out  # fit's per-epoch lines are silenced: 4 runs, 4 lines
+    assert len(re.findall(r"seed \d: test accuracy", out)) == 4
+    assert [line for line in out.splitlines() if line.startswith("=== ")][:4] == [
+        "=== 1. Device and data ===",
+        "=== 2. Every network, every seed: 2 epochs, batch 100, Adam lr 0.001, seeds [0, 1] ===",
+        "=== 3. The table, and the hypothesis against the seed noise ===", "=== 4. Plot and save ==="]
+    assert "Settings: the defaults, except epochs 2, batch size 100, seeds 2, arch ['two-layer', 'tanh'], " \
+           "subset 300" in " ".join(out.split())  # wrapped at 100 columns
+    assert results["config"]["epochs"] == 2 and results["config"]["batch_size"] == 100
+    assert len(results["architectures"][0]["history"]["epoch"]) == 2
+    wide = [line for line in out.splitlines() if len(line) > 120 and str(tmp_path) not in line]
+    assert wide == []  # the table and its notes fit a terminal (paths aside)

@@ -1,9 +1,10 @@
-"""Tests for 05_experiment_architectures.py's "break it" experiments, on the tiny synthetic MNIST.
+"""Tests for 05_experiment_architectures.py's side experiments in extras/, on the tiny synthetic MNIST.
 
 The learning-rate sweep must choose by validation accuracy (a sweep rigged so that validation and test
 disagree shows which one it used); the seeds' ensemble averages probabilities; --gradients builds
 deep MLPs whose gradients vanish with sigmoid and not with batch norm; --leakage measures that picking
 by test accuracy flatters and picking by validation does not. Bad values exit with a message.
+Each runs through 05's flag (05 calls into extras/lr_sweep.py, gradients.py, leakage.py).
 """
 
 import json
@@ -14,6 +15,7 @@ import torch
 
 import dl_utils
 from conftest import assert_png, load_script
+from extras import gradients, leakage, lr_sweep
 
 arch = load_script("05_experiment_architectures")
 FAST = ["--epochs", "1", "--subset", "300", "--batch-size", "100"]
@@ -55,9 +57,9 @@ def test_choose_by_validation_ranks_diverging_learning_rates_last():
     rows = [{"lr": 0.1, "val_accuracy": 0.97, "diverged_runs": 1},
             {"lr": 0.01, "val_accuracy": 0.95, "diverged_runs": 0},
             {"lr": 1.0, "val_accuracy": None, "diverged_runs": 3}]
-    assert arch.choose_by_validation(rows)["lr"] == 0.01
+    assert lr_sweep.choose_by_validation(rows)["lr"] == 0.01
     with pytest.raises(dl_utils.CourseError, match="diverged"):
-        arch.choose_by_validation([rows[2]])
+        lr_sweep.choose_by_validation([rows[2]])
 
 
 # ---------------------------------------------------------------------------
@@ -103,19 +105,19 @@ def test_05_comparison_reports_the_ensemble(tiny_mnist, tmp_path, monkeypatch):
 # Vanishing and exploding gradients
 # ---------------------------------------------------------------------------
 def test_deep_mlp_layers_and_initialisations():
-    model = arch.DeepMLP(5, 16, "relu", batch_norm=True)
+    model = gradients.DeepMLP(5, 16, "relu", batch_norm=True)
     linears = model.linears()
     assert len(linears) == 5 and linears[0].in_features == 784 and linears[-1].out_features == 10
     assert sum(isinstance(layer, torch.nn.BatchNorm1d) for layer in model.layers) == 4  # none after the last
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     torch.manual_seed(0)
-    wide = arch.DeepMLP(3, 2000, "relu")
+    wide = gradients.DeepMLP(3, 2000, "relu")
     default_std = wide.linears()[1].weight.std().item()
     assert default_std == pytest.approx(1 / math.sqrt(3 * 2000), rel=0.05)  # PyTorch: U(-1/sqrt(n), 1/sqrt(n))
-    arch.initialise(wide, "kaiming")
+    gradients.initialise(wide, "kaiming")
     assert wide.linears()[1].weight.std().item() == pytest.approx(math.sqrt(2 / 2000), rel=0.05)
     assert wide.linears()[1].bias.abs().max().item() == 0
-    arch.initialise(wide, "large")
+    gradients.initialise(wide, "large")
     assert wide.linears()[1].weight.std().item() == pytest.approx(1.5 * math.sqrt(2 / 2000), rel=0.05)
 
 
@@ -124,7 +126,7 @@ def test_05_gradients_vanish_with_sigmoid_and_not_with_batch_norm(tiny_mnist, tm
                          "--depth", "8", "--width", "32", "--steps", "3", "--batch-size", "50"])
     saved = json.loads((tmp_path / "gradients.json").read_text())
     nets = {(n["activation"], n["init"], n["batch_norm"]): n for n in saved["networks"]}
-    assert len(nets) == len(arch.GRADIENT_CONFIGS) and results["depth"] == 8
+    assert len(nets) == len(gradients.CONFIGS) and results["depth"] == 8
     for net in saved["networks"]:
         assert len(net["grad_norm_at_init"]) == 8
     sigmoid, fixed = nets[("sigmoid", "default", False)], nets[("sigmoid", "default", True)]
@@ -144,7 +146,7 @@ def test_selection_optimism_flatters_the_test_picked_winner():
     generator = torch.Generator().manual_seed(0)
     correct = (torch.rand(20, 4000, generator=generator) < 0.9).float()
     val = torch.rand(20, generator=generator).tolist()  # validation knows nothing about the test set
-    result = arch.selection_optimism(correct, val, splits=200, seed=1)
+    result = leakage.selection_optimism(correct, val, splits=200, seed=1)
     assert result["picked_by_test_gap_mean"] > 0.01  # ~1.9 std of a 2000-image half's accuracy, times sqrt(2)
     assert abs(result["picked_by_val_gap_mean"]) < 0.003
     assert len(result["picked_by_test_gaps"]) == 200
@@ -157,7 +159,7 @@ def test_05_leakage_writes_its_measurement(tiny_mnist, tmp_path):
     split = saved["one_split"]
     assert split["picked_by_test"]["on_a"] == pytest.approx(max(
         split["picked_by_test"]["on_a"], split["picked_by_val"]["on_a"]))  # best on A, by construction
-    assert results["optimism"]["splits"] == arch.LEAKAGE_SPLITS
+    assert results["optimism"]["splits"] == leakage.LEAKAGE_SPLITS
     assert_png(tmp_path / "leakage.png")
 
 

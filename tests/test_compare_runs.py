@@ -1,5 +1,5 @@
 """Tests for the experiment log read back: dl_utils.read_experiments ... plot_runs_against and
-05_experiment_architectures.py --compare-runs.
+05_experiment_architectures.py --compare-runs (extras/compare_runs.py).
 
 The end-to-end test trains 03 a few times on the tiny synthetic MNIST (conftest.py), so the
 log it reads is one the real scripts wrote; the unit tests use hand-made runs whose ranking
@@ -74,8 +74,22 @@ def test_varying_settings_and_table():
     varying, constant = dl_utils.varying_settings(runs)
     assert varying == ["hidden"] and constant == {"lr": 0.001, "seed": 0}
     table = dl_utils.format_runs_table(runs, varying).splitlines()
-    assert table[0].split() == ["#", "script", "hidden", "val", "acc", "test", "acc", "seconds"]
-    assert table[1].split() == ["1", "03_train_mnist", "128", "98.00%", "97.00%", "1.5"]
+    assert table[0].split() == ["#", "hidden", "val", "acc", "test", "acc", "seconds"]
+    assert table[1].split() == ["1", "128", "98.00%", "97.00%", "1.5"]
+
+
+def test_the_table_fits_the_width_and_names_what_it_left_out():
+    """Eleven differing settings would make a table far wider than a terminal: the last ones are left out."""
+    settings = {f"setting_{i:02d}": [f"value-{i}-a", f"value-{i}-b"] for i in range(11)}
+    runs = [run("03_train_mnist", 0.9 + 0.01 * k, 0.9, **{name: values[k] for name, values in settings.items()})
+            for k in range(2)]
+    lines = dl_utils.format_runs_table(runs, list(settings), width=100).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    header = lines[0].split()
+    assert header[:2] == ["#", "setting_00"] and "setting_10" not in header
+    assert "no room in 100 columns for" in " ".join(lines[3:]) and "setting_10" in " ".join(lines[3:])
+    wide = dl_utils.format_runs_table(runs, list(settings), width=1000).splitlines()
+    assert len(wide) == 3 and "setting_10" in wide[0] and max(map(len, wide)) > 100  # the check can fail
 
 
 @pytest.mark.parametrize("setting, values", [("lr", [0.0001, 0.001, 0.01]), ("optimizer", ["adam", "sgd", "adam"])])
@@ -106,6 +120,37 @@ def test_05_compare_runs_reads_what_03_wrote(tiny_mnist, tmp_path, capsys):
     only = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "lr", "--where", "hidden=32"])
     assert only["runs"] == 2 and only["varying"] == ["lr"]
     assert "Careful" not in capsys.readouterr().out  # lr is the only setting that changed
+
+
+@pytest.mark.parametrize("where", [["--where", "hidden=32", "--where", "lr=0.01"], ["--where", "hidden=32", "lr=0.01"],
+                                   ["--where", "lr=0.01", "--where", "hidden=32"]])
+def test_every_where_applies(tmp_path, where):
+    """--where given twice keeps the runs that match BOTH (it used to keep only the last --where)."""
+    for hidden, lr in ((8, 0.01), (32, 0.01), (32, 0.001)):
+        dl_utils.log_experiment(tmp_path, summary("03_train_mnist", {"hidden": hidden, "lr": lr}, 0.9 + hidden / 1000))
+    results = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "hidden", *where])
+    assert results["runs"] == 1 and results["best"][0]["hidden"] == 32 and results["best"][0]["lr"] == 0.01
+    assert results["where"] == [w for w in where if w != "--where"]  # recorded as typed, all of them
+    with pytest.raises(dl_utils.CourseError, match="None of the 3 runs"):
+        arch.main(["--out-dir", str(tmp_path), "--compare-runs", "hidden", "--where", "lr=0.01", "--where", "lr=0.001"])
+
+
+def test_runs_of_different_lessons_are_not_mixed(tmp_path, capsys):
+    for lr in (0.001, 0.01, 0.1):
+        dl_utils.log_experiment(tmp_path, summary("03_train_mnist", {"hidden": 128, "lr": lr, "optimizer": "adam"},
+                                                  0.97))
+    for lr, seed in ((0.001, 0), (0.001, 1)):
+        dl_utils.log_experiment(tmp_path, summary("06_cnn_mnist", {"lr": lr, "seed": seed, "label_smoothing": 0.05},
+                                                  0.99))
+    results = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "lr"])
+    out = capsys.readouterr().out
+    assert results["compared_script"] == "03_train_mnist" and results["runs"] == 3  # the most runs with an lr
+    assert results["other_scripts"] == {"06_cnn_mnist": 2} and "--where script=06_cnn_mnist" in " ".join(out.split())
+    assert {run["script"] for run in results["best"]} == {"03_train_mnist"}
+    assert "label_smoothing" not in out  # a 06 setting: no column, no "same in all" entry
+    assert max(len(line) for line in out.splitlines() if str(tmp_path) not in line) <= 100
+    cnn = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "lr", "--where", "script=06_cnn_mnist"])
+    assert cnn["compared_script"] == "06_cnn_mnist" and cnn["runs"] == 2 and cnn["other_scripts"] == {}
 
 
 @pytest.mark.parametrize("flags, message", [

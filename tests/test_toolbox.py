@@ -21,8 +21,8 @@ from course.cli import _comments
 # The second edition's guarantees: every lesson stands alone, the toolbox's copies are the lessons' own
 # ---------------------------------------------------------------------------
 LESSONS = sorted(REPO.glob("0[1-9]_*.py"))
-SHIPPED = [*LESSONS, REPO / "dl_utils.py", *sorted(REPO.glob("course/*.py")), *sorted(REPO.glob("exercises/**/*.py")),
-           *sorted(REPO.glob("extras/*.py"))]
+SHIPPED = [*LESSONS, REPO / "dl_utils.py", *sorted(REPO.glob("course/*.py")), *sorted(REPO.glob("extras/*.py"))]
+EXERCISES = sorted(REPO.glob("exercises/**/*.py"))  # the checker loads the learner's own exercise files, no lesson
 LOADS_A_MODULE = __import__("re").compile(
     r"\b(import_script|spec_from_file_location|run_path|import_module|__import__|exec_module)\s*\(")
 
@@ -36,6 +36,11 @@ def loads_a_module(source: str) -> list[int]:
 def test_nothing_the_course_ships_loads_a_module_by_path():
     found = [f"{path.relative_to(REPO)}:{n}" for path in SHIPPED for n in loads_a_module(path.read_text(encoding="utf-8"))]
     assert found == [], "a lesson imports dl_utils and libraries, never another lesson"
+    lesson_names = __import__("re").compile(r"0[1-9]_[a-z_]+")
+    found = [f"{path.relative_to(REPO)}:{n}" for path in EXERCISES
+             for n in loads_a_module(path.read_text(encoding="utf-8"))
+             if lesson_names.search(path.read_text(encoding="utf-8").splitlines()[n - 1])]
+    assert found == [], "the exercise checker loads the learner's files, never a lesson"
 
 
 def test_the_module_loading_check_can_fail():
