@@ -7,27 +7,33 @@ lessons can reuse it without loading each other (d2l's habit): each such
 piece says "written in 03" (or 06), and tests/test_toolbox.py fails if a copy
 drifts from the lesson's own.
 
-What lives here, in the order a lesson uses it; [03 05] = the lessons whose code calls it:
+What lives here, in the order a lesson uses it; [03 05] = the lessons whose code (or whose extras/ file) calls it:
 
-    settings  collect_settings, build_parser, parse_args, settings_from_args [03 04 05 06 07],
-              changed_settings [03 06], step [01 02 03 04 05 06 07], run [01 02 03 04 05 06 07]
-    device    get_device, set_seed [01 02 03 04 05 06 07], device_name [02 05 07], fused_adam_works [03 06]
-    data      read_mnist [02], split_indices [02], normalization_stats [02], load_mnist_data [02 03 04 05 06 07]
-    models    SimpleNN [04 05 07] (written in 03), CNN [04 07] (written in 06), fgsm_attack [07] (written in 06),
-              build_model [07]
-    training  train_one_epoch [05], evaluate [04 05 06 07], fit [05 06 07] (written in 03),
-              format_epoch, nan_message [03], collect_predictions [04 06 07], count_parameters [03 04 05 06 07]
-    saving    save_checkpoint [03 05 06], load_checkpoint [04 07], state_dict_mismatches [04 07],
-              save_results [01 02 03 04 05 06 07], summarize_run [03 05 06], log_experiment [03 05 06]
-    inspecting confusion_matrix [06 07], most_confused_pairs [06 07], misclassified_indices [06]
-    plots     finish_figure [01 02 05 06 07], plot_training_history [03 06],
-              plot_prediction_grid [04 06]
+    settings  collect_settings [01 02 03 04 05 06 07], build_parser [01 02 03 04 05 06 07],
+              parse_args [01 02 03 04 05 06 07], settings_from_args [01 02 03 04 05 06 07],
+              changed_settings [01 02 03 05 06 07], positive_int [05], positive_float [05], fraction [06],
+              step [01 02 03 04 05 06 07], run [01 02 03 04 05 06 07], note_written,
+              CourseError [02 03 04 05 06 07], SCRIPT_DIR, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, QUICK_SUBSET
+    device    get_device [01 02 03 04 05 06 07], set_seed [01 03 04 05 06 07], device_name [01 02 04 05 07],
+              fused_adam_works [03 06]
+    data      resolve_data_dir [02], MNIST_FILES [02], read_idx, read_mnist [02], missing_data_message,
+              damaged_file_message, InMemoryLoader [06], MNISTData [06], split_indices [02], shuffle_pixels,
+              normalization_stats [02], load_mnist_data [02 03 04 05 06 07]
+    models    SimpleNN [05 06], CNN [04], fgsm_attack [07], build_model [07]
+    training  train_one_epoch, evaluate [04 05 06 07], fit [05 06 07], format_epoch [03], nan_message [03],
+              collect_predictions [04 05 06], count_parameters [03 04 05 06 07]
+    saving    save_checkpoint [03 05 06], load_checkpoint [04 06 07], state_dict_mismatches [07],
+              save_results [01 02 03 04 05 06 07], summarize_run [03 05 06], log_experiment [03 05 06],
+              machine_info [07]
+    comparing read_experiments [05], filter_runs [05], best_runs [05], varying_settings [05],
+              accuracy_by_value [05], format_runs_table [05], plot_runs_against [05], RESULT_COLUMNS [05]
+    inspect   confusion_matrix [06 07], most_confused_pairs [06 07], misclassified_indices [06]
+    own digit prepare_digit_image [04 06], classify_own_digit [04 06], predict_digit [04], format_top_k,
+              plot_digit_prediction, center_of_mass, MNIST_SIZE, MNIST_BOX, MNIST_STROKE
+    plots     finish_figure [01 02 05 06 07], plot_training_history [03 06], plot_prediction_grid [04 06], HEADLESS
 
-The plumbing a learner need not read lives in course/ and is re-exported
-here, so lessons write `dl_utils.X`: course/cli.py (settings and flags,
-errors, devices), course/records.py (results files, the experiment log,
-saving figures), course/lab_notebook.py (05 --compare-runs), course/own_digit.py
-(any photo -> MNIST's 28x28). course/ never imports this file.
+The plumbing a learner need not read lives in course/ (course/__init__.py lists it) and is
+re-exported here, so lessons write `dl_utils.X`; course/ never imports this file.
 
 Errors meant for a learner (missing data, a bad checkpoint, a loss that became
 NaN) are raised as `CourseError`: Python prints its message and exits with a
@@ -305,10 +311,8 @@ def load_mnist_data(data_dir: str | Path | None = None, *, batch_size: int = BAT
 # ---------------------------------------------------------------------------
 # Models: written in 03 and 06, harvested here for the lessons after them
 # ---------------------------------------------------------------------------
-# A checkpoint stores numbers, not code: whoever loads it needs the class.
-# These are copies of the lessons' own classes (tests/test_toolbox.py checks
-# they stay identical), so 04 and 07 can rebuild either model without
-# importing a lesson. The comments explaining them are in the lessons.
+# A checkpoint stores numbers, not code: whoever loads it needs the class. These are copies of the
+# lessons' own classes (a test keeps them identical); the comments that explain them are in the lessons.
 class SimpleNN(nn.Module):  # written in 03
     def __init__(self, hidden: int = 128, dropout: float = 0.0, batch_norm: bool = False):
         super().__init__()
@@ -417,11 +421,7 @@ def evaluate(model: nn.Module, loader, loss_fn: nn.Module) -> dict:
 
 def fit(model: nn.Module, train_loader, val_loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, *,
         epochs: int, patience: int = 0, train_epoch=train_one_epoch) -> dict:
-    """Train for `epochs`, validating after each; returns the history (written in 03).
-
-    `train_epoch(model, loader, loss_fn, optimizer)` is 03's train_one_epoch
-    unless a lesson passes its own (06 adds a scheduler step).
-    """
+    """Train for `epochs`, validating after each; returns the history (written in 03; 06 passes its own train_epoch)."""
     history = {"epoch": [], "train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
     best_loss, best_epoch, best_weights = math.inf, 0, None
     for epoch in range(1, epochs + 1):
