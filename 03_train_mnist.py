@@ -191,8 +191,9 @@ def report_untrained(model: nn.Module, data, loss_fn: nn.Module) -> dict:
     start = "cross-entropy starts near ln 10 = 2.303" if isinstance(loss_fn, nn.CrossEntropyLoss) else "MSE starts near 0.09"
     print(f"  ({start}: every digit gets ~1/10; chance accuracy is 10%)")
     print(f"  true digits: {' '.join(str(int(d)) for d in labels)}")
+    low, high = f"{100 * confidence.min():.1f}%", f"{100 * confidence.max():.1f}%"
     print(f"  its guesses: {' '.join(str(int(g)) for g in guesses)}   ({int((guesses == labels).sum())} right; "
-          f"confidence {100 * confidence.min():.1f}% to {100 * confidence.max():.1f}%)")
+          f"confidence {low if low == high else f'{low} to {high}'})")
     return {"val_loss": before["loss"], "val_accuracy": before["accuracy"],
             "labels": labels.tolist(), "guesses": guesses.tolist(), "confidence": confidence.tolist()}
 

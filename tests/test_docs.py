@@ -543,13 +543,14 @@ def resolve_name(module, dotted: str) -> bool:
 def test_named_functions_and_sections_exist(doc):
     """`X` in `03_train_mnist.py`, `dl_utils.X` and "`03_train_mnist.py` section 4" point at real code."""
     import dl_utils
+    from conftest import load_script
 
     text = doc.read_text(encoding="utf-8")
     problems = []
     for name, script in NAME_IN_SCRIPT.findall(text):
         if not (REPO / script).is_file():
             continue  # reported by test_named_scripts_exist
-        module = dl_utils if script == "dl_utils.py" else dl_utils.import_script(script[:-3])
+        module = dl_utils if script == "dl_utils.py" else load_script(script[:-3])
         if name.endswith(".py") or name.startswith("--"):
             continue
         if not resolve_name(module, name):
@@ -562,7 +563,7 @@ def test_named_functions_and_sections_exist(doc):
             continue
         source = (REPO / script).read_text(encoding="utf-8")
         for number in [first] + re.findall(r"\d+", more):
-            if not re.search(rf"^\s*# {number}\. \S", source, re.M):
+            if not re.search(rf"^\s*#(?: -+)? {number}\. \S", source, re.M):  # "# 4. ..." or "# --- 4. ..."
                 problems.append(f"{script} has no section {number} (a '# {number}. ...' comment)")
     assert problems == []
 
