@@ -27,6 +27,7 @@ Writes (in outputs/, or --out-dir)
 How long: under a minute on a laptop CPU; --quick a few seconds (docs/PERFORMANCE.md has timings).
 """
 
+import argparse
 import copy
 import math
 import time
@@ -37,8 +38,10 @@ from torch import nn
 import dl_utils
 
 # ---------------------------------------------------------------------------
-# Settings: change one, rerun, compare. Each is a flag (HIDDEN -> --hidden);
-# its comment is the --help text, and every one is recorded with the results.
+# Settings: change one, rerun, compare. dl_utils.build_parser turns each
+# UPPERCASE line into a flag (HIDDEN -> --hidden, default 128, its comment as
+# the --help text), and every one is recorded with the results. The code reads
+# the flag's value, args.hidden, never HIDDEN: a flag can change it.
 # ---------------------------------------------------------------------------
 HIDDEN = 128  # neurons in the hidden layer: more = more capacity, slower; try 32 or 512
 EPOCHS = 10  # passes over the 55,000 training images; validation accuracy levels off around here
@@ -133,7 +136,8 @@ def evaluate(model: nn.Module, loader, loss_fn: nn.Module) -> dict:
 # validation images it never trains on. What to notice: train accuracy keeps
 # rising; validation accuracy levels off, and the gap is overfitting
 # starting. Early stopping (--patience N) stops once the validation loss has
-# not improved for N epochs and puts back the best epoch's weights.
+# not improved for N epochs; with --patience, the weights you keep are the
+# best epoch's (lowest validation loss), whether it stopped early or not.
 def fit(model: nn.Module, train_loader, val_loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, *,
         epochs: int, patience: int = 0) -> dict:
     """Train for `epochs`, validating after each; returns the history (a list per measurement)."""
@@ -178,12 +182,12 @@ def make_optimizer(model: nn.Module, args, device) -> torch.optim.Optimizer:
 # ---------------------------------------------------------------------------
 # 3. Before the first step: what does a random network do?
 # ---------------------------------------------------------------------------
-def report_untrained(model: nn.Module, data, loss_fn: nn.Module) -> dict:
+def report_untrained(model: nn.Module, data, loss_fn: nn.Module, n_digits: int = PREVIEW_DIGITS) -> dict:
     """The untrained network's validation loss and accuracy, and its guesses for a few digits."""
     before = evaluate(model, data.val_loader, loss_fn)
-    images, labels = data.val_loader.images[:PREVIEW_DIGITS], data.val_loader.labels[:PREVIEW_DIGITS]
+    images, labels = data.val_loader.images[:n_digits], data.val_loader.labels[:n_digits]  # the first few
     with torch.inference_mode():
-        confidence, guesses = torch.softmax(model(images), dim=1).max(dim=1)  # (PREVIEW_DIGITS,) each
+        confidence, guesses = torch.softmax(model(images), dim=1).max(dim=1)  # (n_digits,) each
     print(f"Validation loss {before['loss']:.3f}, accuracy {100 * before['accuracy']:.2f}%")
     # Small random weights give 10 nearly equal logits, so softmax gives every
     # digit about 1/10 and the loss, -ln(probability of the true digit), is
@@ -202,7 +206,7 @@ def parse_settings(argv):
     """The settings above (and the break-it ones at the end) as flags: returns (parser, args)."""
     parser = dl_utils.build_parser(__doc__.splitlines()[0], dl_utils.collect_settings(globals()), source=__file__,
                                    choices=CHOICES)
-    parser.add_argument("--no-normalize", dest="normalize", action="store_const", const="none",
+    parser.add_argument("--no-normalize", dest="normalize", action="store_const", const="none", default=argparse.SUPPRESS,
                         help="the same as --normalize none: raw pixel values in [0, 1]")
     args = dl_utils.parse_args(parser, argv)
     if args.momentum and args.optimizer != "sgd":
@@ -226,14 +230,14 @@ def main(argv=None) -> dict:
     dl_utils.step("2. Model, loss, optimizer")
     model_config = {"hidden": args.hidden, "dropout": args.dropout, "batch_norm": args.batch_norm}
     model = SimpleNN(**model_config).to(device)
-    initialise_weights(model, args.init)  # PyTorch's random start unless --init says otherwise
+    initialise_weights(model, args.init, args.constant_weight)  # PyTorch's random start unless --init says otherwise
     parameters = dl_utils.count_parameters(model)  # hidden 128: (784*128 + 128) + (128*10 + 10) = 101,770
     print(f"{model}\nParameters: {parameters:,}")
     loss_fn = nn.CrossEntropyLoss() if args.loss == "cross_entropy" else SoftmaxMSELoss()
     optimizer = make_optimizer(model, args, device)
 
     dl_utils.step("3. Before training")
-    before_training = report_untrained(model, data, loss_fn)
+    before_training = report_untrained(model, data, loss_fn, args.preview_digits)
 
     dl_utils.step(f"4. Train: {args.epochs} epochs of {args.optimizer}, lr {args.lr:g}, batch {args.batch_size}")
     history = fit(model, data.train_loader, data.val_loader, loss_fn, optimizer,
@@ -285,7 +289,7 @@ CHOICES = {"OPTIMIZER": ("adam", "sgd"), "INIT": ("default", "zeros", "constant"
            "PIXELS": ("natural", "shuffled")}
 
 
-def initialise_weights(model: SimpleNN, how: str) -> None:
+def initialise_weights(model: SimpleNN, how: str, constant: float = CONSTANT_WEIGHT) -> None:
     """--init zeros / constant: fill fc1 and fc2 with one value.
 
     Why the default is random: neurons that start equal compute the same
@@ -296,7 +300,7 @@ def initialise_weights(model: SimpleNN, how: str) -> None:
     """
     if how == "default":
         return
-    value = 0.0 if how == "zeros" else CONSTANT_WEIGHT
+    value = 0.0 if how == "zeros" else constant
     with torch.no_grad():
         for layer in (model.fc1, model.fc2):
             layer.weight.fill_(value)
@@ -330,7 +334,7 @@ def break_the_data(data, args) -> None:
         print(f"--normalize {args.normalize}: the network sees (x - {data.mean:.4f}) / {data.std:.4f}, x in [0, 1]")
     if args.labels == "random":  # the images and digit counts stay; which image has which label is lost
         train = data.train_loader
-        order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(LABEL_SEED))
+        order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.label_seed))
         shuffled = train.labels[order.to(train.labels.device)]
         print(f"--labels random: the training labels are shuffled; {100 * (shuffled == train.labels).float().mean():.1f}% "
               "happen to be right. Validation and test keep the true labels.")

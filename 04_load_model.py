@@ -273,7 +273,8 @@ def your_digit(args, checkpoint: dict, model_path: Path, device) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = dl_utils.build_parser(__doc__.splitlines()[0], SETTINGS, source=__file__)
+    parser = dl_utils.build_parser(__doc__.splitlines()[0], SETTINGS, source=__file__,
+                                   types={"HIDDEN": dl_utils.non_negative_int})  # 0 = the checkpoint's size
     parser.add_argument("--model", type=Path, default=None,
                         help=f"checkpoint to load (default: <out-dir>/{default_checkpoint}; 06 writes cnn_model.pth)")
     parser.add_argument("--image", type=Path, default=None,

@@ -62,7 +62,7 @@ BATCH_SIZE = 128  # 2x the course's 64: chosen on validation with the peak lr (d
 LR = 7e-3  # Adam's PEAK rate under OneCycle: chosen on validation for batch 128 and 2 epochs (docs/PERFORMANCE.md)
 SCHEDULE = "onecycle"  # onecycle: warm up to --lr, then anneal to ~0; constant: --lr throughout, as in 03
 LABEL_SMOOTHING = 0.05  # aim at 95.5% for the true digit, not 100% (0 = plain cross-entropy): chosen on validation
-DROPOUT = 0.25  # dropout before the last layer: a little regularisation for the 401,536 weights of fc1
+DROPOUT = 0.25  # dropout before the last layer: a little regularisation for fc1's 401,536 parameters
 OPTIMIZER = "adam"  # 06 trains with Adam only; recorded so experiments.csv tells 06 from 03's SGD runs
 SUBSET = 0  # train on the first N training images only (0 = all 55,000)
 PIXELS = "natural"  # shuffled: one fixed permutation of the 784 pixels, in every image: a CNN without the layout

@@ -165,7 +165,7 @@ def show_weights(models: dict, images, path, *, made: str, show: bool) -> dict:
     ax.set_title(f"What each of the MLP's {len(weights)} hidden neurons looks for: its 784 first-layer weights as a "
                  "28 x 28 picture\nred = a bright pixel there raises the neuron, blue = lowers it, white = ignored "
                  f"(each tile scaled to its own largest weight).\nBlack frame = dead ({len(dead)}): never active on "
-                 f"the test digits, so never trained: still its random start.\n07 settings: {made}", fontsize=10)
+                 f"the test digits.\n07 settings: {made}", fontsize=10)
     dl_utils.finish_figure(fig, path, show=show)
     print(f"mlp_weights.png: each tile is one neuron's 784 weights. Look for strokes and blobs (parts of digits). "
           f"{len(dead)} neurons never fire on the {len(images):,} test digits ({', '.join(map(str, dead)) or 'none'}): "

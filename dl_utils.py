@@ -64,7 +64,7 @@ except ImportError as missing:  # say how to fix it, not a traceback (`python dl
 from course.cli import (  # noqa: F401  (re-exported: lessons write dl_utils.X)
     DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, MNIST_FILES, QUICK_SUBSET, SCRIPT_DIR, CourseError, build_parser, changed_settings,
     collect_settings, damaged_file_message, fraction, fused_adam_works, get_device, note_written, missing_data_message, parse_args,
-    positive_float, positive_int, resolve_data_dir, run, settings_from_args,
+    non_negative_int, positive_float, positive_int, resolve_data_dir, run, settings_from_args,
 )
 from course.lab_notebook import (  # noqa: F401
     RESULT_COLUMNS, accuracy_by_value, best_runs, filter_runs, format_runs_table, plot_runs_against,
@@ -267,7 +267,7 @@ def _normalize(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Ten
 def load_mnist_data(data_dir: str | Path | None = None, *, batch_size: int = BATCH_SIZE, subset: int | None = None,
                     seed: int = 0, device: torch.device | str = "cpu", download: bool = True,
                     normalization: dict | None = None, pixels: str = "natural") -> MNISTData:
-    """Train / validation / test loaders for MNIST, normalised once and held in memory (written in 02).
+    """Train / validation / test loaders for MNIST, normalised once and held in memory (02 builds a batch by hand).
 
     The 60,000 training images are split once, with a fixed seed, into
     55,000 to learn from and 5,000 to validate on (choosing epochs and

@@ -116,14 +116,30 @@ def _comments(source_file) -> dict:
     return found
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+# How a setting's flag checks its value, by the setting's name, so the check does
+# not change when you edit a default. Any other whole number or number may be 0
+# or more (0 often means "off"); a lesson can pass its own check with types=.
+CHECKS = {"EPOCHS": positive_int, "BATCH_SIZE": positive_int, "HIDDEN": positive_int, "LR": positive_float,
+          "DROPOUT": fraction, "MOMENTUM": fraction, "LABEL_SMOOTHING": fraction, "EPSILON": fraction}
+
+
 def _flag_type(value, name: str, types: dict):
-    if name in types:
-        return types[name]
-    if isinstance(value, int):
-        return non_negative_int if value == 0 else positive_int
-    if isinstance(value, float):
-        return fraction if value == 0.0 else positive_float
-    return type(value)
+    if name in types or name in CHECKS:
+        return types.get(name, CHECKS.get(name))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return type(value)
+    return non_negative_int if isinstance(value, int) else non_negative_float
 
 
 def build_parser(description: str, settings: dict, *, source: str, choices: dict | None = None,
@@ -131,8 +147,8 @@ def build_parser(description: str, settings: dict, *, source: str, choices: dict
     """One flag per setting, e.g. HIDDEN = 128 -> --hidden (default 128), its comment as the help.
 
     Booleans get a pair (--fused / --no-fused), lists take several values,
-    numbers are checked (a learning rate must be positive; a setting whose
-    default is 0 may be 0). `choices={"OPTIMIZER": ("adam", "sgd")}` limits
+    numbers are checked (CHECKS: a learning rate must be positive, a dropout
+    rate below 1; other numbers 0 or more). `choices={"OPTIMIZER": ("adam", "sgd")}` limits
     a text setting. Every lesson also gets --data-dir, --out-dir, --device and
     --show, and a lesson that trains (it has EPOCHS) gets --quick.
     """

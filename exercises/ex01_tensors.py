@@ -21,7 +21,7 @@ def flatten_batch(images):
 
     images: a float tensor of shape (B, 1, 28, 28), a batch as 03's loader gives it.
     Return a tensor of shape (B, 784): row i holds image i's 28 * 28 pixels in
-    order, row by row, exactly what nn.Flatten hands to 03's first Linear layer.
+    order, row by row, exactly what x.flatten(start_dim=1) hands to 03's first Linear layer.
     It must work for any B, including B = 1.
     """
     raise NotImplementedError  # replace this line with your code

@@ -63,7 +63,7 @@ def loaded(tiny_mnist, seed=0):
 
 
 def break_it(data, normalize="both", labels="true"):
-    train.break_the_data(data, SimpleNamespace(normalize=normalize, labels=labels))
+    train.break_the_data(data, SimpleNamespace(normalize=normalize, labels=labels, label_seed=train.LABEL_SEED))
     return data
 
 
@@ -159,3 +159,19 @@ def test_03_rejects_unknown_break_it_values(flag, value, capsys):
         train.main([flag, value])
     err = capsys.readouterr().err
     assert caught.value.code == 2 and f"argument {flag}: invalid choice: '{value}'" in err
+
+
+def test_the_break_it_and_preview_flags_reach_the_code(tiny_mnist, tmp_path):
+    """--preview-digits, --constant-weight and --label-seed change what runs, not only what is recorded."""
+    results = train.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--quick", "--subset", "100",
+                          "--preview-digits", "3"])
+    assert len(results["before_training"]["guesses"]) == 3
+    model = train.SimpleNN(hidden=8)
+    train.initialise_weights(model, "constant", 0.05)
+    assert torch.all(model.fc1.weight == 0.05) and torch.all(model.fc2.bias == 0.05)
+    shuffles = []
+    for seed in (0, 1):
+        data = dl_utils.load_mnist_data(tiny_mnist)
+        train.break_the_data(data, SimpleNamespace(normalize="both", labels="random", label_seed=seed))
+        shuffles.append(data.train_loader.labels.clone())
+    assert not torch.equal(shuffles[0], shuffles[1])

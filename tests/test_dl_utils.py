@@ -103,22 +103,32 @@ def test_bools_get_a_yes_and_a_no_flag(lesson, tmp_path):
     assert dl_utils.parse_args(parser, ["--no-batch-norm", "--fused", "--out-dir", str(tmp_path)]).batch_norm is False
 
 
-def test_numbers_are_checked_by_their_default(lesson, tmp_path, capsys):
+def test_numbers_are_checked_by_their_name_not_their_default(lesson, tmp_path, capsys):
     parser = parser_for(lesson)
     out = ["--out-dir", str(tmp_path)]
-    # int default 0: 0 means "off" and is allowed; any other int default must stay > 0
+    # names the course knows have their own check (course.cli.CHECKS); any other number may be 0 or more
     assert dl_utils.parse_args(parser, ["--patience", "0", "--subset", "0", *out]).patience == 0
     assert "must be 0 or more" in usage_error(parser, ["--patience", "-1", *out], capsys)
     assert "must be a positive whole number" in usage_error(parser, ["--epochs", "0", *out], capsys)
     assert "must be a positive whole number" in usage_error(parser, ["--hidden", "-5", *out], capsys)
-    # float default 0.0: a fraction in [0, 1); any other float default: a positive number (may be >= 1)
     assert dl_utils.parse_args(parser, ["--dropout", "0", *out]).dropout == 0.0
     assert "below 1" in usage_error(parser, ["--dropout", "1", *out], capsys)
-    assert dl_utils.parse_args(parser, ["--lr", "2", "--momentum", "3", *out]).lr == 2.0
+    assert "below 1" in usage_error(parser, ["--momentum", "3", *out], capsys)
+    assert dl_utils.parse_args(parser, ["--lr", "2", *out]).lr == 2.0
     assert "must be a positive number" in usage_error(parser, ["--lr", "0", *out], capsys)
-    # lists take several values, each checked like its first element
-    assert dl_utils.parse_args(parser, ["--widths", "64", "32", "8", *out]).widths == [64, 32, 8]
-    assert "must be a positive whole number" in usage_error(parser, ["--widths", "64", "0", *out], capsys)
+    # lists take several values, each checked
+    assert dl_utils.parse_args(parser, ["--widths", "64", "0", "8", *out]).widths == [64, 0, 8]
+    assert "must be 0 or more" in usage_error(parser, ["--widths", "64", "-1", *out], capsys)
+
+
+def test_editing_a_default_does_not_change_what_its_flag_accepts(lesson, tmp_path, capsys):
+    """A learner who sets DROPOUT = 0.2 or PATIENCE = 3 at the top can still pass --dropout 0 or --patience 0."""
+    settings, source = lesson
+    edited = {**settings, "DROPOUT": 0.2, "PATIENCE": 3, "MOMENTUM": 0.9}
+    parser = dl_utils.build_parser("A lesson.", edited, source=str(source), choices={"OPTIMIZER": ("adam", "sgd")})
+    args = dl_utils.parse_args(parser, ["--dropout", "0", "--patience", "0", "--momentum", "0", "--out-dir", str(tmp_path)])
+    assert (args.dropout, args.patience, args.momentum) == (0.0, 0, 0.0)
+    assert "below 1" in usage_error(parser, ["--dropout", "1.5", "--out-dir", str(tmp_path)], capsys)
 
 
 def test_choices_and_type_overrides(lesson, tmp_path, capsys):
