@@ -12,7 +12,10 @@ import textwrap
 from pathlib import Path
 
 from course.cli import CourseError
-from course.records import finish_figure
+from course.records import finish_figure  # (it picks the plot backend before pyplot loads)
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 # experiments.csv is plain text, so every cell comes back as a string. These
 # helpers turn the cells back into numbers, keep the runs you ask for, rank
@@ -154,9 +157,6 @@ def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title
     gets one column per value. Dots that sit apart at the same value differ
     in another setting, or only in their seed.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
-
     runs = [run for run in runs if run.get(setting) is not None]
     values = [run[setting] for run in runs]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
