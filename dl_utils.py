@@ -11,7 +11,8 @@ What lives here, in the order a lesson uses it; [03 05] = the lessons whose code
 
     settings  collect_settings [01 02 03 04 05 06 07], build_parser [01 02 03 04 05 06 07],
               parse_args [01 02 03 04 05 06 07], settings_from_args [01 02 03 04 05 06 07],
-              changed_settings [01 02 03 05 06 07], positive_int [05], positive_float [05], fraction [06],
+              changed_settings [01 02 03 05 06 07], positive_int [05], positive_float [05], non_negative_int [04],
+              fraction [06],
               step [01 02 03 04 05 06 07], run [01 02 03 04 05 06 07], note_written,
               CourseError [02 03 04 05 06 07], SCRIPT_DIR, DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, QUICK_SUBSET
     device    get_device [01 02 03 04 05 06 07], set_seed [01 03 04 05 06 07], device_name [01 02 04 05 07],

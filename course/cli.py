@@ -130,7 +130,8 @@ def non_negative_float(text: str) -> float:
 # How a setting's flag checks its value, by the setting's name, so the check does
 # not change when you edit a default. Any other whole number or number may be 0
 # or more (0 often means "off"); a lesson can pass its own check with types=.
-CHECKS = {"EPOCHS": positive_int, "BATCH_SIZE": positive_int, "HIDDEN": positive_int, "LR": positive_float,
+CHECKS = {"EPOCHS": positive_int, "BATCH_SIZE": positive_int, "HIDDEN": positive_int, "SEEDS": positive_int,
+          "LR": positive_float, "TEMPERATURES": positive_float,
           "DROPOUT": fraction, "MOMENTUM": fraction, "LABEL_SMOOTHING": fraction, "EPSILON": fraction}
 
 

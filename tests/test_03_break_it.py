@@ -75,7 +75,7 @@ def test_random_labels_are_one_fixed_shuffle_of_the_training_labels_only(tiny_mn
     assert not torch.equal(shuffled, true.train_loader.labels)
     assert torch.equal(torch.bincount(shuffled), torch.bincount(true.train_loader.labels))  # same digit counts
     kept = float(re.search(r"shuffled; ([\d.]+)% happen to be right", capsys.readouterr().out).group(1))
-    assert 5 < kept < 15 and kept == pytest.approx(100 * (shuffled == true.train_loader.labels).float().mean(), abs=0.1)
+    assert 5 < kept < 15 and kept == pytest.approx(100 * float((shuffled == true.train_loader.labels).float().mean()), abs=0.1)
     for name in ("val_loader", "test_loader"):  # honest scores: validation and test keep the true labels
         assert torch.equal(getattr(broken[0], name).labels, getattr(true, name).labels)
     for name in ("train_loader", "val_loader", "test_loader"):  # and the images are untouched
