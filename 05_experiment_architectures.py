@@ -41,8 +41,8 @@ Writes (in outputs/, or --out-dir)
     leakage.png, leakage.json     with --leakage only (extras/leakage.py)
     runs_by_<setting>.png, compare_runs.json   with --compare-runs only (extras/compare_runs.py; trains nothing)
 
-How long: on the course's 2-core CPU one run (5 epochs) takes about 8 s, about 13 s for
-ThreeLayerNN, so the default 12 runs take about 2 minutes; --quick and --compare-runs: a few
+How long: on the course's 2-core CPU one run (5 epochs) takes 4 to 9 s, so the default 12 runs
+take a little over a minute (README.md "Results"); --quick and --compare-runs: a few
 seconds; --gradients and --leakage 20 --subset 5000 --epochs 2: about half a minute each
 (README.md "Results" and docs/results/ have the figures). The seconds in the table are those
 of YOUR run: a busy CPU inflates them.

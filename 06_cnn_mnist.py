@@ -5,7 +5,7 @@ What you will learn
     same few weights used at every position ("weight sharing")
   * how max pooling shrinks the image, and how a tensor's shape changes
     layer by layer: (B, 1, 28, 28) -> ... -> (B, 10), printed for one batch
-  * why the CNN beats the MLP of 03 (about 99.3% against 97.8%), where its
+  * why the CNN beats the MLP of 03 (about 99.3% against 97.7%), where its
     parameters and its computation go, and what it loses when the pixels
     are shuffled (--pixels shuffled: the MLP never notices, the CNN does)
   * a learning-rate schedule (OneCycle: one line added to 03's loop) and
@@ -37,7 +37,7 @@ Writes (in outputs/, or --out-dir)
     own_digit.png              with --image: your picture, what the CNN saw, its probabilities
     06_cnn_mnist.json          the measured results; experiments.csv gets one more row
 
-How long: on the course's 2-core CPU, about 20 s of training (2 epochs of about 10 s), 30 s in all;
+How long: on the course's 2-core CPU, about 25 s of training (2 epochs), 35 s in all;
 --quick a few seconds of training. Why so fast: docs/PERFORMANCE.md; exact figures: README.md "Results".
 """
 
@@ -200,8 +200,8 @@ def describe_model(model: CNN, data, batch_size: int) -> dict:
     print(f"Work per image: the CNN does {sum(macs.values()):,} multiply-adds (conv2 alone {macs['conv2']:,}), "
           f"the MLP {mlp_macs:,}: {sum(macs.values()) / mlp_macs:.0f} times more, because every conv weight "
           "is used at every position. That is why a CNN epoch takes longer.")
-    print("Bigger is not the reason it wins: an MLP as big (407,050 parameters) reaches about 98%, a tenth of "
-          "a point above 03's (docs/results/03_hidden_512.json). Try: python 03_train_mnist.py --hidden 512")
+    print("Bigger is not the reason it wins: an MLP as big (407,050 parameters) reaches about 97.7%, inside 03's "
+          "own spread over seeds (docs/results/03_hidden_512.json). Try: python 03_train_mnist.py --hidden 512")
     return {"parameters": parameters, "layer_shapes": layer_shapes, "parameters_by_layer": cnn_layers,
             "multiply_adds_per_image": macs, "mlp_layers": mlp_layers, "mlp_parameters": sum(mlp_layers.values())}
 
