@@ -41,6 +41,7 @@ SAMPLE_INPUTS = [-2.0, -1.0, 0.0, 1.0, 2.0]  # section 7 feeds these to every ac
 LEAKY_SLOPE = 0.1  # leaky ReLU's slope for x < 0 (PyTorch's default is 0.01; 0.1 is easier to see)
 LOGITS = [2.0, 1.0, 0.1]  # raw scores ("logits"), one per class, for the softmax example in section 8
 TEMPERATURES = [0.5, 1.0, 2.0, 5.0]  # softmax(logits / T): T < 1 sharper, T > 1 flatter
+SETTINGS = dl_utils.collect_settings(globals())  # the block above, in order: the flags and the recorded config
 
 
 # --- 1. Creating tensors: shape, dtype, device -----------------------------
@@ -283,7 +284,7 @@ def plot_activations(path, activations: dict, logit_values: list[float], tempera
 
 
 def main(argv=None) -> dict:
-    parser = dl_utils.build_parser(__doc__.splitlines()[0], dl_utils.collect_settings(globals()), source=__file__,
+    parser = dl_utils.build_parser(__doc__.splitlines()[0], SETTINGS, source=__file__,
                                    types={"X_AUTOGRAD": float, "SAMPLE_INPUTS": float, "LOGITS": float})  # may be < 0
     args = dl_utils.parse_args(parser, argv)  # --data-dir is accepted, as everywhere, but 01 reads no MNIST
     dl_utils.set_seed(args.seed)

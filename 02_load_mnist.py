@@ -41,6 +41,7 @@ BATCH_SIZE = dl_utils.BATCH_SIZE  # images per batch: the course's 64, as 03 tra
 DIGIT_INDEX = 0  # which training image section 3 prints as numbers (#0 is a 5)
 SAMPLE_ROWS = 4  # rows of mnist_samples.png, which shows the first rows x columns training images
 SAMPLE_COLUMNS = 8  # columns of mnist_samples.png: 4 x 8 = 32 digits
+SETTINGS = dl_utils.collect_settings(globals())  # the block above, in order: the flags and the recorded config
 
 
 # --- 1. Find (or download) MNIST -------------------------------------------
@@ -285,7 +286,7 @@ def plot_statistics(class_counts: torch.Tensor, pixel_counts: torch.Tensor, mean
 
 
 def main(argv=None) -> dict:
-    parser = dl_utils.build_parser(__doc__.splitlines()[0], dl_utils.collect_settings(globals()), source=__file__)
+    parser = dl_utils.build_parser(__doc__.splitlines()[0], SETTINGS, source=__file__)
     args = dl_utils.parse_args(parser, argv)
     device, why = dl_utils.get_device(args.device)
     print(f"Device: {device} ({why})")

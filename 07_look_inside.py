@@ -51,6 +51,7 @@ SUBSET = 0  # train the 2-D network on the first N training images; 0 = all 55,0
 PIXELS = "natural"  # "shuffled": the digits as 03/06 --pixels shuffled saw them (pass what they were trained on)
 EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # FGSM strengths in pixel units (step 7); 06 used 0.1
 ATTACKED = 2000  # test digits attacked per epsilon: the CNN's backward pass is the slow part
+SETTINGS = dl_utils.collect_settings(globals())  # the block above, in order: the flags and the recorded config
 
 # Fixed choices, not flags (flags are made only from UPPERCASE names that hold a number, a text or a list):
 MODEL_FILES = {"MLP": ("mnist_model.pth", "03_train_mnist.py"), "CNN": ("cnn_model.pth", "06_cnn_mnist.py")}
@@ -354,7 +355,7 @@ def show_features(models: dict, fresh: dict, images, labels, path, *, seed: int,
 
 
 def main(argv=None) -> dict:
-    parser = dl_utils.build_parser(__doc__.splitlines()[0], dl_utils.collect_settings(globals()), source=__file__,
+    parser = dl_utils.build_parser(__doc__.splitlines()[0], SETTINGS, source=__file__,
                                    choices={"PIXELS": ("natural", "shuffled")})
     args = dl_utils.parse_args(parser, argv)  # --quick: the 2-D network trains 1 epoch on 5,000 images ...
     if args.quick:  # ... and every analysis looks at fewer test digits
