@@ -59,7 +59,7 @@ RUNS = [
     # "Try this" experiments on 03: one setting changed at a time.
     ("03_hidden_32", "03_train_mnist.py", ["--hidden", "32"], [], VARIANTS),
     ("03_hidden_512", "03_train_mnist.py", ["--hidden", "512"], [], VARIANTS),
-    ("03_dropout", "03_train_mnist.py", ["--dropout", "0.2"], [], VARIANTS),
+    ("03_dropout", "03_train_mnist.py", ["--dropout", "0.2"], ["training_history.png"], VARIANTS),
     ("03_batch_norm", "03_train_mnist.py", ["--batch-norm"], [], VARIANTS),
     ("03_sgd", "03_train_mnist.py", ["--optimizer", "sgd", "--lr", "0.01"], [], VARIANTS),
     ("03_sgd_momentum", "03_train_mnist.py", ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.01"], [], VARIANTS),
