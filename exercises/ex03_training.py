@@ -4,8 +4,8 @@ Each function below is one exercise. Read its docstring, replace the line
 `raise NotImplementedError` with your code, and check your work:
 
     python exercises/check.py 03        # this lesson's exercises
-    python exercises/check.py --hint    # a hint for the first one not done yet
-    python exercises/check.py           # every lesson, in course order
+    python exercises/check.py --hint    # a hint for the first one not done yet (--hint 2: a closer one)
+    python exercises/check.py           # every lesson, in course order, then the success checklist
 
 The comment above each function names the lesson section it practises and its
 heading in ML_CONCEPTS_EXPLAINED.md. Try first without looking; the reference

@@ -1,21 +1,25 @@
-"""The exercises and their checker (exercises/check.py, exercises/checks.py).
+"""The exercises and their checker (exercises/check.py, exercises/checks.py, exercises/challenge_trainer.py).
 
   * every check passes on the reference solutions and fails on the untouched stubs
-  * for every exercise, a wrong-but-plausible answer fails with the message that
-    names its mistake (gradients not zeroed, softmax overflow, wrong dimension, ...)
+  * for every exercise of 01-06, a wrong-but-plausible answer fails with the message
+    that names its mistake (gradients not zeroed, softmax overflow, wrong dimension,
+    ...); lesson 08's fix_* exercises have their own file, test_fix_it.py
+  * hints come in steps (the idea, then a closer pointer) and never quote the answer
   * the shipped exercise files match the solutions (same functions, docstrings,
     comments) and the comment above each names a real lesson section and concept
-  * the command line: exit codes, Progress line, a broken file, an endless loop,
-    an exception, --reset with its backup, --challenge on the tiny synthetic MNIST
+  * the command line: exit codes, Progress line, the success checklist, a broken
+    file, an endless loop, an exception, a missing file or function, --hint 2,
+    --reset with its backup, --challenge on the tiny synthetic MNIST
 
-Most tests call the checks in this process (fast); three start the checker as a
-learner would (each starts one worker process that imports torch).
+Most tests call the checks, or the checker's main(), in this process (fast); three
+start the checker as a learner would (a new Python process that imports torch).
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import json
 import math
 import re
@@ -33,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXERCISES = REPO / "exercises"
 sys.path.insert(0, str(EXERCISES))
 
+import challenge_trainer  # noqa: E402
 import check  # noqa: E402
 import checks  # noqa: E402
 
@@ -46,7 +51,8 @@ def load(path: Path, name: str):
     return module
 
 
-SOLUTIONS = {lesson: load(EXERCISES / "solutions" / f, f"solution_{lesson}") for lesson, f in check.LESSONS.items()}
+SOLUTIONS = {lesson: load(EXERCISES / "solutions" / f, f"solution_{lesson}") for lesson, f in check.LESSONS.items()
+             if (EXERCISES / "solutions" / f).is_file()}
 
 
 def solution(name: str):
@@ -77,12 +83,15 @@ def test_check_passes_on_the_solution(name):
 
 
 @pytest.mark.parametrize("lesson", list(check.LESSONS))
-def test_every_check_fails_on_the_untouched_stubs(lesson, tmp_path):
+def test_every_check_fails_on_the_untouched_file(lesson, tmp_path):
+    """What --reset writes: stubs that raise NotImplementedError, or (08) code with its bug, which fails its check."""
     path = tmp_path / check.LESSONS[lesson]
-    path.write_text(check.make_stub((EXERCISES / "solutions" / path.name).read_text()))
+    path.write_text(check.untouched(path.name))
+    assert signature_and_doc(path) == signature_and_doc(EXERCISES / "solutions" / path.name)
     stub = load(path, f"stub_{lesson}")
     for exercise in (e for e in checks.EXERCISES if e.lesson == lesson):
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotImplementedError if "raise NotImplementedError" in inspect.getsource(
+                getattr(stub, exercise.name)) else checks.Fail):
             exercise.check(getattr(stub, exercise.name))
 
 
@@ -98,15 +107,16 @@ def test_exercise_files_match_their_solutions(lesson):
     """Same functions in the same order, same signatures, docstrings and comments, as the checker expects."""
     filename = check.LESSONS[lesson]
     shipped, reference = signature_and_doc(EXERCISES / filename), signature_and_doc(EXERCISES / "solutions" / filename)
-    assert shipped == reference, f"exercises/{filename} differs from solutions/{filename}: regenerate it with make_stub"
+    assert shipped == reference, f"exercises/{filename} differs from solutions/{filename}: regenerate it: check.untouched()"
     assert list(reference) == [e.name for e in checks.EXERCISES if e.lesson == lesson]
 
 
 def test_comments_name_real_sections_and_concepts():
     headings = set(re.findall(r"^## (.+)$", (REPO / "ML_CONCEPTS_EXPLAINED.md").read_text(), re.M))
     problems = []
-    for exercise in checks.EXERCISES:
-        comment = check.practises(EXERCISES / "solutions" / check.LESSONS[exercise.lesson], exercise.name)
+    for exercise in checks.EXERCISES:  # the comment above each def, which the report prints as "Practises: ..."
+        comment = signature_and_doc(EXERCISES / "solutions" / check.LESSONS[exercise.lesson])[exercise.name][2]
+        comment = comment.lstrip("# ").replace("\u00b7", "-")
         match = re.match(r"(\d\d_\w+\.py)(?: sections? ([\d, and-]+))?.*\"([^\"]+)\" in ML_CONCEPTS_EXPLAINED\.md$",
                          comment)
         if not match:
@@ -120,6 +130,36 @@ def test_comments_name_real_sections_and_concepts():
         if concept not in headings:
             problems.append(f"{exercise.name}: {concept!r} is not a heading of ML_CONCEPTS_EXPLAINED.md")
     assert problems == []
+
+
+def solution_lines(name: str) -> list[str]:
+    """The reference solution's code, line by line (no docstring, comments or `return `), as a hint could quote it."""
+    path = EXERCISES / "solutions" / check.LESSONS[BY_NAME[name].lesson]
+    node = check.functions(path)[name]
+    lines = path.read_text().splitlines()[node.body[1 if ast.get_docstring(node) else 0].lineno - 1:node.end_lineno]
+    return [code for line in lines if len(code := line.split("  #")[0].strip().removeprefix("return ")) > 8]
+
+
+def quoted(hint: str, lines: list[str]) -> list[str]:
+    return [line for line in lines if line.replace(" ", "") in hint.replace(" ", "")]
+
+
+@pytest.mark.parametrize("name", [e.name for e in checks.EXERCISES if e.lesson <= "06"])
+def test_hints_come_in_steps_and_never_quote_the_answer(name):
+    """`--hint` gives the idea, `--hint 2` a closer pointer; the answer itself is only in the solution file."""
+    hints = BY_NAME[name].hints
+    assert len(hints) >= 2 and all(len(hint) > 40 for hint in hints) and len(set(hints)) == len(hints)
+    assert [quoted(hint, solution_lines(name)) for hint in hints] == [[] for _ in hints]
+
+
+def test_the_hint_test_catches_a_hint_that_gives_the_answer():
+    """The first edition's hint for the loop: the whole solution, which the test above must refuse."""
+    old = ("model.train() once, then per batch: optimizer.zero_grad(); logits = model(images); loss = loss_fn("
+           "logits, labels); loss.backward(); optimizer.step().")
+    assert len(quoted(old, solution_lines("train_one_epoch"))) >= 3
+    assert quoted("a reshape: images.reshape(images.shape[0], -1)", solution_lines("flatten_batch"))
+    with pytest.raises(AssertionError):
+        checks.exercise("01", "one hint only")
 
 
 LESSON_LOADERS = {"import_script", "load_script", "run_path", "import_module", "spec_from_file_location",
@@ -320,7 +360,7 @@ WRONG = {
 
 
 def test_every_exercise_has_a_wrong_variant():
-    assert sorted(WRONG) == sorted(BY_NAME)
+    assert sorted(WRONG) == sorted(e.name for e in checks.EXERCISES if e.lesson <= "06")  # 08: test_fix_it.py
 
 
 @pytest.mark.parametrize("name", list(WRONG))
@@ -378,14 +418,25 @@ def test_solutions_pass_with_exit_0():
     total = len(checks.EXERCISES)
     assert f"Progress: {total}/{total} exercises done" in result.stdout
     assert "All selected exercises pass" in result.stdout
+    # With no lesson named, it ends with the success checklist: every item with an exercise is done.
+    checklist = result.stdout.split("Success checklist (LEARNING_GUIDE.md):\n")[1].splitlines()
+    assert len(checklist) == len(checks.CHECKLIST) >= 15
+    assert [line.startswith("  [x]") for line in checklist] == [not isinstance(names, str)
+                                                                for _, names in checks.CHECKLIST]
 
 
 @pytest.fixture()
-def scratch(tmp_path):
+def stubs(tmp_path):
+    """A learner's folder with the untouched exercises of every lesson, as --reset writes them."""
+    for filename in check.LESSONS.values():
+        (tmp_path / filename).write_text(check.untouched(filename))
+    return tmp_path
+
+
+@pytest.fixture()
+def scratch(stubs):
     """A learner's folder: untouched stubs, except a syntax error in 02, an endless loop in 03, a crash in 04."""
-    for lesson, filename in check.LESSONS.items():
-        text = check.make_stub((EXERCISES / "solutions" / filename).read_text())
-        (tmp_path / filename).write_text(text)
+    tmp_path = stubs
     ex02 = tmp_path / "ex02_data.py"
     ex02.write_text(ex02.read_text().replace("    raise NotImplementedError  # replace this line with your code",
                                              "    return torch.bincount(labels minlength=num_classes)", 1))
@@ -412,7 +463,8 @@ def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
     assert f"Progress: 0/{total} exercises done" in out
     # The first unsolved exercise, in full: its task, why it fails, the hint.
     assert "Next: flatten_batch" in out and "Flatten a batch of images into one row of pixels" in out
-    assert "Not started yet" in out and "Hint: Keep the first dimension" in out
+    assert "Not started yet" in out and "Hint 1/2: Keep the first (batch) dimension" in out
+    assert "A closer hint: python exercises/check.py 01" in out and "Traceback" not in out + result.stderr
     # The syntax error: the lesson row names its line; none of 02's exercises is checked.
     ex02 = (scratch / "ex02_data.py").read_text().splitlines()
     bad_line = next(i for i, line in enumerate(ex02, 1) if "labels minlength" in line)
@@ -427,7 +479,11 @@ def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
     ex04 = (scratch / "ex04_load_model.py").read_text().splitlines()
     crash_line = next(i for i, line in enumerate(ex04, 1) if "/ 0" in line)
     assert f"hidden_size_from_checkpoint: raised ZeroDivisionError: division by zero at line {crash_line}" in out
-    assert "06  ex06_cnn.py" in out  # it went on to the last lesson
+    assert "06  ex06_cnn.py" in out and "08  ex08_fix_it.py" in out  # it went on to the last lesson
+    # Then the checklist, each item with the exercise to do next.
+    assert "[ ] Tensors: shapes, @ and broadcasting          next: flatten_batch" in out
+    assert "[ ] Why ReLU is preferred over tanh              next: saturation" in out
+    assert "[ ] Hyperparameters for a new problem            challenge (coming)" in out
     assert snapshot(scratch) == before, "the checker changed the learner's files"
 
 
@@ -452,6 +508,73 @@ def test_unknown_lesson_is_one_clear_line(scratch):
     assert result.returncode == 1 and "neither a lesson" in result.stderr and "Traceback" not in result.stderr
 
 
+def words(text: str) -> str:
+    return " ".join(text.split())  # the report is wrapped to 78 columns
+
+
+def test_hint_2_is_the_closer_pointer_and_a_lesson_after_hint_is_a_lesson(stubs, capsys):
+    hints = BY_NAME["count_linear_parameters"].hints
+    assert check.main(["--dir", str(stubs), "03", "--hint", "2"]) == 1
+    out = words(capsys.readouterr().out)
+    assert f"Hint 2/2: {hints[1]}" in out and "That was the last hint" in out and hints[0] not in out
+    assert check.main(["--dir", str(stubs), "--hint", "03"]) == 1  # `--hint 03`: lesson 03, the first hint
+    out = words(capsys.readouterr().out)
+    assert "Next: count_linear_parameters" in out and f"Hint 1/2: {hints[0]}" in out and "--hint 2" in out
+    assert "Progress: 0/8 exercises done" in out and "Success checklist" not in out
+
+
+def test_exit_0_exactly_when_every_selected_exercise_passes(stubs, capsys):
+    (stubs / "ex01_tensors.py").write_text((EXERCISES / "solutions" / "ex01_tensors.py").read_text())
+    assert check.main(["--dir", str(stubs), "01"]) == 0
+    assert check.main(["--dir", str(stubs), "flatten_batch", "softmax"]) == 0
+    assert check.main(["--dir", str(stubs), "flatten_batch", "class_counts"]) == 1
+    out = capsys.readouterr().out
+    assert "Progress: 5/5 exercises done" in out and "Progress: 1/2 exercises done" in out
+
+
+def test_a_missing_file_or_function_says_how_to_get_it_back(stubs, capsys):
+    """An older copy of the course: no ex08_fix_it.py, and an exercise missing from ex05; no traceback."""
+    (stubs / "ex08_fix_it.py").unlink()
+    ex05 = stubs / "ex05_experiments.py"
+    ex05.write_text(ex05.read_text().replace("def three_layer_nn(", "def my_network("))
+    assert check.main(["--dir", str(stubs), "05", "08"]) == 1
+    out = words(capsys.readouterr().out)
+    assert "08 ex08_fix_it.py [----------] 0/11 done, the file does not load" in out
+    assert ("There is no function called three_layer_nn in " in out and "--reset 05" in out
+            and "copy the untouched function (def line and docstring) from exercises/solutions/ex05_experiments.py"
+            in out)
+    assert check.main(["--dir", str(stubs), "08"]) == 1
+    out = words(capsys.readouterr().out)
+    assert "there is no such file" in out and "python exercises/check.py --reset 08 writes its untouched" in out
+    assert "Traceback" not in out and not (stubs / "ex08_fix_it.py").exists()
+
+
+def test_an_endless_loop_is_stopped_at_its_line_even_inside_try_except(tmp_path):
+    """The time limit raises inside the learner's code, where `except Exception` cannot catch it."""
+    path = tmp_path / "ex01_tensors.py"
+    path.write_text("def flatten_batch(images):\n    while True:\n        try:\n            images = images + 1\n"
+                    "        except Exception:\n            pass\n")
+    tracer = sys.gettrace()
+    module = check.load_module(path, 0.3)
+    result = check.run_check(BY_NAME["flatten_batch"], module, path, 0.3)
+    assert result["status"] == "timeout" and result["line"] in (2, 3, 4, 5, 6), result
+    assert sys.gettrace() is tracer  # the time limit is off again once the exercise is stopped
+    assert "Still running after 0.3 s" in check.explain(result, path, 0.3)
+    path.write_text("import time\nwhile True:\n    time.sleep(0.01)\n")  # an endless loop outside the functions
+    loaded = check.load_module(path, 0.3)
+    assert loaded["status"] == "broken" and loaded["line"] in (2, 3) and "more than 0.3 s" in loaded["message"]
+
+
+def test_the_checklist_shows_each_items_state():
+    items = [("Both done", ("a", "b")), ("Half done", ("a", "c")), ("Not there yet", ("d",)), ("A note", "later")]
+    lines = check.checklist(items, passed={"a", "b"}, known={"a", "b", "c"})
+    assert [line.split()[:2] for line in lines[1:]] == [["[x]", "Both"], ["[", "]"], ["[", "]"], ["[", "]"]]
+    assert lines[1].endswith("done") and lines[2].endswith("next: c") and lines[3].endswith("next: d (coming)")
+    assert lines[4].endswith("later")
+    names = {e.name for e in checks.EXERCISES}  # every exercise the course's checklist names exists
+    assert {n for _, ns in checks.CHECKLIST if not isinstance(ns, str) for n in ns} <= names
+
+
 def test_reset_asks_and_keeps_a_backup(scratch, monkeypatch, capsys):
     ex01 = scratch / "ex01_tensors.py"
     solved = (EXERCISES / "solutions" / "ex01_tensors.py").read_text()
@@ -461,16 +584,28 @@ def test_reset_asks_and_keeps_a_backup(scratch, monkeypatch, capsys):
     assert ex01.read_text() == solved and not (scratch / "backups").exists()
     monkeypatch.setattr("builtins.input", lambda prompt: "y")
     assert check.main(["--dir", str(scratch), "--reset", "1"]) == 0
-    assert ex01.read_text() == check.make_stub(solved)
+    assert ex01.read_text() == check.untouched("ex01_tensors.py")
     backups = list((scratch / "backups").glob("ex01_tensors-*.py"))
     assert len(backups) == 1 and backups[0].read_text() == solved
     assert "saved as" in capsys.readouterr().out
+    # Lesson 08's untouched file is code with bugs to find, not stubs: --reset puts the bugs back.
+    ex08 = scratch / "ex08_fix_it.py"
+    ex08.write_text(ex08.read_text().replace("        logits = model(images)\n", "        optimizer.zero_grad()\n"
+                                             "        logits = model(images)\n", 1))
+    assert check.main(["--dir", str(scratch), "--reset", "08", "--yes"]) == 0
+    assert ex08.read_text() == (EXERCISES / "ex08_fix_it.py").read_text() == check.untouched("ex08_fix_it.py")
+    assert "raise NotImplementedError" not in inspect.getsource(load(ex08, "reset_08").fix_train_epoch)
+    assert len(list((scratch / "backups").glob("ex08_fix_it-*.py"))) == 1
 
 
 def test_shipped_stubs_are_what_reset_writes():
-    """On a fresh clone the exercise files are the untouched stubs (skipped once a learner has edited them)."""
-    edited = [f for f in check.LESSONS.values() if (EXERCISES / f).read_text()
-              != check.make_stub((EXERCISES / "solutions" / f).read_text())]
+    """On a fresh clone the exercise files are the untouched stubs (skipped once a learner has edited them). Lesson
+    08's untouched file is code with bugs, kept as a copy in solutions/untouched/: it must be the shipped file (its
+    own tests, test_fix_it.py, take the shipped file as untouched too)."""
+    for kept in (EXERCISES / "solutions" / "untouched").glob("*.py"):
+        assert kept.read_text() == (EXERCISES / kept.name).read_text(), \
+            f"--reset would not write exercises/{kept.name}: copy it to exercises/solutions/untouched/"
+    edited = [f for f in check.LESSONS.values() if (EXERCISES / f).read_text() != check.untouched(f)]
     if edited:
         pytest.skip(f"exercise files edited by a learner: {edited}")
 
@@ -508,8 +643,8 @@ def test_cnn_challenge_trains_a_convolutional_network(tiny_mnist, tmp_path, caps
     assert data["passed"] == (code == 0) == (data["test_accuracy"] >= 0.99)
 
 
-def test_scheduled_epoch_is_03s_epoch_plus_one_scheduler_step_per_batch():
-    """The challenge's OneCycle epoch: the same weights as dl_utils.train_one_epoch, and one step per batch."""
+def test_a_schedule_steps_once_per_batch_inside_03s_epoch():
+    """The challenge's OneCycle schedule: the same weights as dl_utils.train_one_epoch, and one step per batch."""
     import dl_utils
 
     loader = checks.tiny_loader()  # 17 images in batches of 5, 5, 5, 2
@@ -519,13 +654,14 @@ def test_scheduled_epoch_is_03s_epoch_plus_one_scheduler_step_per_batch():
         model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # a constant "schedule"
-        epoch = check.scheduled_epoch(scheduler) if with_schedule else dl_utils.train_one_epoch
-        result = epoch(model, loader, nn.CrossEntropyLoss(), optimizer)
+        if with_schedule:
+            challenge_trainer.step_per_batch(optimizer, scheduler)
+        result = dl_utils.train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer)
         return result, [p.detach().clone() for p in model.parameters()], scheduler.last_epoch
 
-    plain, plain_weights, _ = train(False)
+    plain, plain_weights, unscheduled_steps = train(False)
     scheduled, scheduled_weights, steps = train(True)
-    assert steps == len(loader) == 4
+    assert steps == len(loader) == 4 and unscheduled_steps == 0
     assert scheduled == pytest.approx(plain) and set(scheduled) == {"loss", "accuracy"}
     assert all(torch.equal(a, b) for a, b in zip(plain_weights, scheduled_weights))
 
