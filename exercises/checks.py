@@ -64,6 +64,9 @@ CHECKLIST = [
     ("No activations: a linear classifier", ("collapse_linear",)),
     ("A conv layer's output shape and parameters", ("conv_output_size", "conv_parameters")),
     ("Read a confusion matrix", ("confusion_matrix",)),
+    ("Find a silent bug from its symptom", ("fix_train_epoch", "fix_evaluate", "fix_train_step", "fix_normalize",
+                                             "fix_shuffle", "fix_prepare_digit", "fix_channels_first", "fix_fit",
+                                             "fix_prepare_batch")),
     ("Use dl_utils from your own script", "on your own (no exercise)"),
     ("Hyperparameters for a new problem", "challenge (coming)"),
 ]

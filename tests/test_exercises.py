@@ -696,3 +696,17 @@ def test_challenge_reports_a_broken_file_with_its_line(tmp_path, tiny_mnist):
         check.main(["--challenge", "mlp", "--dir", str(tmp_path), "--data-dir", str(tiny_mnist)])
     message = " ".join(str(caught.value).split())  # the paragraph is wrapped to the terminal's width
     assert "ZeroDivisionError" in message and "line 2" in message
+
+
+def test_the_guides_checklist_and_the_checkers_name_the_same_exercises():
+    """Every exercise the checker's CHECKLIST names exists, and the guide's success checklist names it too."""
+    guide = (REPO / "LEARNING_GUIDE.md").read_text(encoding="utf-8")
+    block = guide[guide.index("## Success checklist"):]
+    block = block[:block.index("\n## ")] if "\n## " in block else block
+    registered = {exercise.name for exercise in checks.EXERCISES}
+    named = {name for _, names in checks.CHECKLIST if isinstance(names, tuple) for name in names}
+    assert named <= registered
+    fix_its = {name for name in named if name.startswith("fix_")}  # the guide names them as a range: no spoilers
+    assert sorted(name for name in named - fix_its if f"`{name}`" not in block) == []
+    assert "nine `fix_*` exercises" in block and len(fix_its) == 9
+    assert block.count("\n- [ ]") == len(checks.CHECKLIST)
