@@ -4,10 +4,14 @@ A check gets the learner's function, tests what it DOES on small tensors against
 correct solution passes) and raises Fail("...") in plain words unless solved. Where a typical mistake gives a telling
 wrong answer (gradients not zeroed, the wrong dimension, test-set statistics...), the check names it (verdict)."""
 
+import copy
+import gc
+import json
 import math
 import statistics
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +22,11 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
 import dl_utils  # noqa: E402  (after the path is set)
 
 
-class Fail(Exception):
-    """The exercise is not solved; the message says why, in plain words."""
+class Fail(Exception):  # the exercise is not solved; the message says why, in plain words
+    pass
 
 
 @dataclass
@@ -34,7 +37,7 @@ class Exercise:
     hints: tuple  # steps: `--hint` shows the idea, `--hint 2` a closer pointer; never the answer
 
 
-EXERCISES: list[Exercise] = []
+EXERCISES: list[Exercise] = []  # in registration order, which is course order
 
 
 def exercise(lesson: str, *hints: str):
@@ -64,9 +67,8 @@ CHECKLIST = [
     ("No activations: a linear classifier", ("collapse_linear",)),
     ("A conv layer's output shape and parameters", ("conv_output_size", "conv_parameters")),
     ("Read a confusion matrix", ("confusion_matrix",)),
-    ("Find a silent bug from its symptom", ("fix_train_epoch", "fix_evaluate", "fix_train_step", "fix_normalize",
-                                             "fix_shuffle", "fix_prepare_digit", "fix_channels_first", "fix_fit",
-                                             "fix_prepare_batch")),
+    ("Find a silent bug from its symptom", tuple(f"fix_{n}" for n in ("train_epoch", "evaluate", "train_step",
+     "normalize", "shuffle", "prepare_digit", "channels_first", "fit", "prepare_batch"))),
     ("Use dl_utils from your own script", "on your own (no exercise)"),
     ("Hyperparameters for a new problem", "challenge (coming)"),
 ]
@@ -961,17 +963,10 @@ def check_fgsm(fn):
             *((ref(**options), "Your fgsm " + message) for message, options in variants.items()))
 
 
-
-
-# ---------------------------------------------------------------------------
-# 08 Fix it and prove it: debugging, reading training curves, saturation
-# ---------------------------------------------------------------------------
+# --- 08 Fix it and prove it: debugging, reading training curves, saturation -------------------------------------
 # A fix_* check runs the learner's function next to the course's correct code on the same data, from the same
 # start, and compares what they DO (weights, outputs) exactly: a fix that only hides the symptom fails. Its
 # messages describe the symptom as the learner would see it, never the bug.
-import copy, gc, json, weakref  # noqa: E401,E402  (lesson 08's checks only)
-
-
 def _easy_data(n: int = 60, seed: int = 0):
     """n learnable examples (n, 1, 2, 2) of 3 classes: a fixed random linear 'teacher' labels them."""
     g = generator(seed)
@@ -987,8 +982,7 @@ def _twins(seed: int, dropout: float = 0.0):
     return (*models, *(torch.optim.SGD(m.parameters(), lr=0.5) for m in models))
 
 
-def _same(a: nn.Module, b: nn.Module, got, want) -> bool:
-    """Same weights, and the same returned losses."""
+def _same(a: nn.Module, b: nn.Module, got, want) -> bool:  # the same weights, and the same returned losses
     return all(close(p, q) for p, q in zip(a.parameters(), b.parameters())) and \
         close(torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64), 1e-4)
 
@@ -1011,6 +1005,9 @@ def _listed(values) -> str:
     return numbers(torch.tensor([float(v) for v in values]), limit=8)
 
 
+_NOT_HIDDEN = "A lower or smoother loss does not count: fixed, this code computes what the course's does."
+
+
 @exercise("08", "Compare the loop, line by line, with the five steps of 03's train_one_epoch.",
           "Print one weight's .grad after the first and after the second batch: is it the second batch's "
           "gradient alone? (01 section 6)")
@@ -1022,7 +1019,7 @@ def check_fix_train_epoch(fn):
     if not _same(mine, ref, got, want):
         raise Fail(f"Four epochs on an easy problem (60 examples, 3 classes, SGD lr 0.5): your loss per epoch is "
                    f"{_listed(got)}; the course's loop, from the same start on the same batches, gives "
-                   f"{_listed(want)}, and your weights end up elsewhere than its.")
+                   f"{_listed(want)}, and your weights end up elsewhere than its. {_NOT_HIDDEN}")
 
 
 @exercise("08", "Something in this model behaves at random while it trains; an evaluation must not.",
@@ -1060,7 +1057,7 @@ def check_fix_train_step(fn):
     if not _same(mine, ref, got, want):
         raise Fail(f"40 steps on an easy problem (60 examples, 3 classes, SGD lr 0.5): your loss went "
                    f"{got[0]:.3f} -> {got[9]:.3f} (step 10) -> {got[-1]:.3f} (step 40); the course's step, from the "
-                   f"same start, takes it {want[0]:.3f} -> {want[9]:.3f} -> {want[-1]:.3f}, and the weights differ.")
+                   f"same start, takes it {want[0]:.3f} -> {want[9]:.3f} -> {want[-1]:.3f}, and the weights differ. {_NOT_HIDDEN}")
 
 
 @exercise("08", "What the model trains on must not depend on the test set, not even through a mean.",

@@ -710,3 +710,11 @@ def test_the_guides_checklist_and_the_checkers_name_the_same_exercises():
     assert sorted(name for name in named - fix_its if f"`{name}`" not in block) == []
     assert "nine `fix_*` exercises" in block and len(fix_its) == 9
     assert block.count("\n- [ ]") == len(checks.CHECKLIST)
+
+
+def test_the_checkers_machinery_stays_small():
+    """Issue 23's sizes: check.py <= 350 lines; checks.py <= 30 lines per exercise on average."""
+    check_lines = len((REPO / "exercises" / "check.py").read_text(encoding="utf-8").splitlines())
+    checks_lines = len((REPO / "exercises" / "checks.py").read_text(encoding="utf-8").splitlines())
+    assert check_lines <= 350, check_lines
+    assert checks_lines <= 30 * len(checks.EXERCISES), (checks_lines, len(checks.EXERCISES))

@@ -6,7 +6,7 @@ really make. Its docstring says what the code is for and what you would see.
 Find the bug, fix it in place, and check your fix:
 
     python exercises/check.py 08        # these exercises
-    python exercises/check.py --hint    # a nudge for the first one not done yet
+    python exercises/check.py 08 --hint  # a nudge for the first one not done yet
     python exercises/check.py 08 --hint 2   # a closer pointer
 
 The checker runs your function on small data and compares what it DOES with
