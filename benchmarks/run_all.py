@@ -134,6 +134,8 @@ RUNS = [
      {"results": "challenge_mlp"}),
     ("challenge_cnn", "exercises/check.py", ["--challenge", "cnn", "--solutions", "--seeds", "3"], [],
      {"results": "challenge_cnn"}),
+    ("challenge_few", "exercises/check.py", ["--challenge", "few", "--solutions", "--seeds", "3"], [],
+     {"results": "challenge_few"}),
     # Speed (docs/PERFORMANCE.md): the three ratios in one run, then one setting at a time.
     ("bench_training", "benchmarks/bench_training.py", [], [], {"results": "bench_training"}),
     ("bench_training_experiments", "benchmarks/bench_training.py", ["--experiments"], [],

@@ -1,6 +1,6 @@
-"""The trainer behind `python exercises/check.py --challenge mlp|cnn --data-dir DATA_DIR` (exercises/challenges.py).
+"""The trainer behind `python exercises/check.py --challenge mlp|cnn|few --data-dir DATA_DIR` (exercises/challenges.py).
 
-It builds the model that your mlp_challenge() or cnn_challenge() returns, trains it with the course's loop
+It builds the model that your mlp_challenge(), cnn_challenge() or few_labels_challenge() returns, trains it with the course's loop
 (dl_utils.load_mnist_data + dl_utils.fit: Adam or SGD, your settings), prints the validation accuracy after every
 epoch, reads the test set ONCE per seed, says pass or fail, and saves the results JSON and a row in experiments.csv.
 It is not an exercise: check.py calls it, and it uses check.py's loader and messages.
@@ -17,6 +17,10 @@ CHALLENGES = {
             "task": "above 98% test accuracy with a fully connected network (no convolutions), in at most 10 epochs"},
     "cnn": {"function": "cnn_challenge", "target": 0.99, "strict": False, "max_epochs": 2, "fully_connected": False,
             "task": "at least 99% test accuracy with a convolutional network in at most 2 epochs"},
+    # A problem the course did not show: labels are scarce. You choose on validation; the test set decides.
+    "few": {"function": "few_labels_challenge", "target": 0.95, "strict": False, "max_epochs": 30,
+            "fully_connected": False, "subset": 1000,
+            "task": "at least 95% test accuracy when only 1,000 training images have labels, in at most 30 epochs"},
 }
 SETTINGS = {"epochs": int, "batch_size": int, "lr": float, "optimizer": str, "momentum": float, "scheduler": str,
             "weight_decay": float}
@@ -89,7 +93,8 @@ def run_challenge(args) -> int:
     print(wrap(f"Challenge {name}: {spec['task']}. Your model and settings: {spec['function']}() in {display(path)}. "
                f"Device: {device} ({why})."))
     model, settings = challenge_model(fn, path, spec, name)  # fail on bad settings before loading data
-    data = dl_utils.load_mnist_data(args.data_dir, batch_size=settings["batch_size"], seed=0, device=device)
+    data = dl_utils.load_mnist_data(args.data_dir, batch_size=settings["batch_size"], subset=spec.get("subset"),
+                                    seed=0, device=device)  # "few": the first 1,000 training images only
     out_dir = Path(args.out_dir) if args.out_dir else dl_utils.DEFAULT_OUT_DIR
     runs, load_before = [], os.getloadavg() if hasattr(os, "getloadavg") else None
     for seed in range(args.seeds):
@@ -129,7 +134,7 @@ def run_challenge(args) -> int:
     spread = (sum((a - mean) ** 2 for a in accuracies) / (len(runs) - 1)) ** 0.5 if len(runs) > 1 else 0.0
     results = {
         "script": f"challenge_{name}", "challenge": name, "task": spec["task"], "target": spec["target"],
-        "max_epochs": spec["max_epochs"], "solutions": args.solutions, "device": runs[0]["device"],
+        "max_epochs": spec["max_epochs"], "training_images": len(data.train_loader.labels), "solutions": args.solutions, "device": runs[0]["device"],
         "torch_version": torch.__version__, "parameters": runs[0]["parameters"],
         "settings": runs[0]["hyperparameters"], "seeds": list(range(args.seeds)), "test_accuracy": mean,
         "test_accuracy_std": spread, "test_accuracy_per_seed": accuracies, "test_accuracy_min": min(accuracies),

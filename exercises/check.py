@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--reset", metavar="LESSON", help="restore a lesson's untouched exercise file (asks; keeps a backup)")
     add("--yes", action="store_true", help="with --reset: do not ask")
     add("--time-limit", type=float, default=TIME_LIMIT, metavar="SECONDS", help="per exercise (default: %(default)s)")
-    add("--challenge", choices=("mlp", "cnn"), help="train your exercises/challenges.py model on the real MNIST")
+    add("--challenge", choices=("mlp", "cnn", "few"), help="train your exercises/challenges.py model on the real MNIST")
     add("--data-dir", help="with --challenge: the folder holding MNIST/raw/")
     add("--out-dir", help="with --challenge: where its results JSON goes (default: outputs/)")
     add("--seeds", type=int, default=1, help="with --challenge: train with this many seeds, 0, 1, ... (default: 1)")

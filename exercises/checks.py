@@ -70,7 +70,7 @@ CHECKLIST = [
     ("Find a silent bug from its symptom", tuple(f"fix_{n}" for n in ("train_epoch", "evaluate", "train_step",
      "normalize", "shuffle", "prepare_digit", "channels_first", "fit", "prepare_batch"))),
     ("Use dl_utils from your own script", "on your own (no exercise)"),
-    ("Hyperparameters for a new problem", "challenge (coming)"),
+    ("Hyperparameters for a new problem", "python exercises/check.py --challenge few (real MNIST)"),
 ]
 
 

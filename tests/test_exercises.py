@@ -483,7 +483,7 @@ def test_broken_files_are_reported_and_the_rest_still_checked(scratch):
     # Then the checklist, each item with the exercise to do next.
     assert "[ ] Tensors: shapes, @ and broadcasting          next: flatten_batch" in out
     assert "[ ] Why ReLU is preferred over tanh              next: saturation" in out
-    assert "[ ] Hyperparameters for a new problem            challenge (coming)" in out
+    assert "[ ] Hyperparameters for a new problem            python exercises/check.py --challenge few" in out
     assert snapshot(scratch) == before, "the checker changed the learner's files"
 
 
@@ -718,3 +718,16 @@ def test_the_checkers_machinery_stays_small():
     checks_lines = len((REPO / "exercises" / "checks.py").read_text(encoding="utf-8").splitlines())
     assert check_lines <= 350, check_lines
     assert checks_lines <= 30 * len(checks.EXERCISES), (checks_lines, len(checks.EXERCISES))
+
+
+def test_the_few_labels_challenge_trains_on_its_subset_only(tiny_mnist, tmp_path, capsys, monkeypatch):
+    """--challenge few: a new problem, labels are scarce; training sees the first `subset` images only."""
+    monkeypatch.setitem(challenge_trainer.CHALLENGES["few"], "subset", 100)  # the tiny MNIST has 550 training images
+    code, out, data = run_challenge("few", (
+        "def few_labels_challenge():\n"
+        "    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))\n"
+        "    return model, {'epochs': 2, 'batch_size': 20, 'lr': 0.003}\n"),
+        tiny_mnist, tmp_path, capsys)
+    assert data["training_images"] == 100 and data["runs"][0]["history"]["epoch"] == [1, 2]
+    assert data["passed"] == (code == 0) == (data["test_accuracy"] >= 0.95)
+    assert challenge_trainer.CHALLENGES["few"]["max_epochs"] == 30  # the limit the stub's comment promises

@@ -2,6 +2,7 @@
 
     python exercises/check.py --challenge mlp --solutions --data-dir DATA_DIR
     python exercises/check.py --challenge cnn --solutions --data-dir DATA_DIR
+    python exercises/check.py --challenge few --solutions --data-dir DATA_DIR
 """
 
 from torch import nn
@@ -35,5 +36,21 @@ def cnn_challenge():
     )
     # One epoch of the same stayed below 99% validation accuracy on each of 3 seeds: a second one it is.
     settings = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "momentum": 0.0,
+                "scheduler": "onecycle", "weight_decay": 0.0}
+    return model, settings
+
+
+def few_labels_challenge():
+    """A small CNN (it needs far fewer examples than an MLP to learn strokes), strong dropout, 30 short epochs."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 14)
+        nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, 7, 7)
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),  # 1,000 images are easy to memorise: drop half
+        nn.Linear(128, 10),
+    )
+    # 1,000 images at batch 32 are 32 steps an epoch: 30 epochs are still under 1,000 steps.
+    # Its validation accuracy after 30 epochs was about 96.5% (seeds 0-2, before any test run).
+    settings = {"epochs": 30, "batch_size": 32, "lr": 3e-3, "optimizer": "adam", "momentum": 0.0,
                 "scheduler": "onecycle", "weight_decay": 0.0}
     return model, settings
