@@ -192,7 +192,8 @@ def report_untrained(model: nn.Module, data, loss_fn: nn.Module, n_digits: int =
     # Small random weights give 10 nearly equal logits, so softmax gives every
     # digit about 1/10 and the loss, -ln(probability of the true digit), is
     # about -ln(1/10) = ln 10 = 2.303 (with --loss mse: 0.09, see SoftmaxMSELoss).
-    start = "cross-entropy starts near ln 10 = 2.303" if isinstance(loss_fn, nn.CrossEntropyLoss) else "MSE starts near 0.09"
+    cross_entropy = isinstance(loss_fn, nn.CrossEntropyLoss)
+    start = "cross-entropy starts near ln 10 = 2.303" if cross_entropy else "MSE starts near 0.09"
     print(f"  ({start}: every digit gets ~1/10; chance accuracy is 10%)")
     print(f"  true digits: {' '.join(str(int(d)) for d in labels)}")
     low, high = f"{100 * confidence.min():.1f}%", f"{100 * confidence.max():.1f}%"
@@ -206,8 +207,8 @@ def parse_settings(argv):
     """The settings above (and the break-it ones at the end) as flags: returns (parser, args)."""
     parser = dl_utils.build_parser(__doc__.splitlines()[0], dl_utils.collect_settings(globals()), source=__file__,
                                    choices=CHOICES)
-    parser.add_argument("--no-normalize", dest="normalize", action="store_const", const="none", default=argparse.SUPPRESS,
-                        help="the same as --normalize none: raw pixel values in [0, 1]")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_const", const="none",
+                        default=argparse.SUPPRESS, help="the same as --normalize none: raw pixel values in [0, 1]")
     args = dl_utils.parse_args(parser, argv)
     if args.momentum and args.optimizer != "sgd":
         raise dl_utils.CourseError("--momentum only applies to --optimizer sgd (Adam has its own momentum).")
@@ -336,7 +337,8 @@ def break_the_data(data, args) -> None:
         train = data.train_loader
         order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.label_seed))
         shuffled = train.labels[order.to(train.labels.device)]
-        print(f"--labels random: the training labels are shuffled; {100 * (shuffled == train.labels).float().mean():.1f}% "
+        right = 100 * (shuffled == train.labels).float().mean()  # about 1 in 10 land on their own digit
+        print(f"--labels random: the training labels are shuffled; {right:.1f}% "
               "happen to be right. Validation and test keep the true labels.")
         train.labels = shuffled
 

@@ -63,9 +63,10 @@ except ImportError as missing:  # say how to fix it, not a traceback (`python dl
                      "virtual environment, or run `pip install -r requirements.txt` (README.md, Quick start).")
 
 from course.cli import (  # noqa: F401  (re-exported: lessons write dl_utils.X)
-    DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, MNIST_FILES, QUICK_SUBSET, SCRIPT_DIR, CourseError, build_parser, changed_settings,
-    collect_settings, damaged_file_message, fraction, fused_adam_works, get_device, note_written, missing_data_message, parse_args,
-    non_negative_int, positive_float, positive_int, resolve_data_dir, run, settings_from_args,
+    DEFAULT_DATA_DIR, DEFAULT_OUT_DIR, MNIST_FILES, QUICK_SUBSET, SCRIPT_DIR, CourseError, build_parser,
+    changed_settings, collect_settings, damaged_file_message, fraction, fused_adam_works, get_device, note_written,
+    missing_data_message, non_negative_int, parse_args, positive_float, positive_int, resolve_data_dir, run,
+    settings_from_args,
 )
 from course.lab_notebook import (  # noqa: F401
     RESULT_COLUMNS, accuracy_by_value, best_runs, filter_runs, format_runs_table, plot_runs_against,
