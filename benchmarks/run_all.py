@@ -128,6 +128,9 @@ RUNS = [
     ("07_ns_cnn", "06_cnn_mnist.py", ["--epochs", "1", "--label-smoothing", "0"], [], LOOK_NS),
     ("07_no_smoothing", "07_look_inside.py", [], ["confidence.png"],
      {**LOOK_NS, "needs": ["07_ns_mlp", "07_ns_cnn"], "results": "07_look_inside"}),
+    # The plan's question "how would YOU explain to a computer how to recognise a 0 vs an 8?": rules written by
+    # hand (ink, holes, templates; choices on validation) against 03's MLP over seeds 0-2, the test read once.
+    ("baseline_rules", "benchmarks/baseline_rules.py", [], [], {"results": "baseline_rules"}),
     # The exercises' challenges on the real MNIST (exercises/check.py --challenge), the reference solutions,
     # 3 seeds each: exercises/solutions/challenges.py must pass on every seed.
     ("challenge_mlp", "exercises/check.py", ["--challenge", "mlp", "--solutions", "--seeds", "3"], [],
@@ -148,6 +151,10 @@ RUNS = [
     # 04 --draw without a screen: a 1, then a bar on top, drawn for 06's CNN (LEARNING_GUIDE.md, 04).
     ("04_draw", "benchmarks/draw_replay.py", ["--model", "{06_cnn_mnist}/cnn_model.pth"], ["screenshot.png"],
      {"results": "draw_replay"}),
+    # What the models cannot do (issue 22): 03's MLP and 06's CNN shown inverted and shifted test digits,
+    # letters and noise; and what colour or another size does to them.
+    ("limitations", "benchmarks/limitations.py", ["--mlp", "{03_train_mnist}/mnist_model.pth",
+                                                  "--cnn", "{06_cnn_mnist}/cnn_model.pth"], ["limitations.png"]),
 ]
 
 
