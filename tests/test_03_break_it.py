@@ -30,7 +30,10 @@ def test_03_equal_start_leaves_one_neuron(tiny_mnist, tmp_path, init, capsys):
     results = run03(tiny_mnist, tmp_path, "--init", init, "--epochs", "2")
     assert results["distinct_hidden_neurons"] == 1
     assert results["hyperparameters"]["init"] == init
-    assert f"Distinct hidden neurons: 1 of {train.HIDDEN} (they started equal" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Distinct hidden neurons: 1 of {train.HIDDEN} (they started equal" in out
+    # equal weights give 10 equal scores: one confidence, said once (not "10-10%")
+    assert "confidence 10.0%)" in out and "10.0% to 10.0%" not in out
     checkpoint = dl_utils.load_checkpoint(tmp_path / "mnist_model.pth")
     fc1 = checkpoint["state_dict"]["fc1.weight"]
     assert torch.equal(fc1, fc1[:1].expand_as(fc1))  # every row (neuron) the same, as the count says
