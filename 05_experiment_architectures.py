@@ -9,6 +9,7 @@ What you will learn
     change, measured; why a network without non-linearities is one linear map, and what such a
     linear classifier still reaches on MNIST (about 92%, not "nothing")
   * what an ensemble of the seeds' models gains (their softmax outputs averaged)
+  * to choose on validation accuracy and read the test set once, for the chosen network only
   * side experiments, each in its own file in extras/: choosing a learning rate on validation
     (--lr-sweep), reading your experiment log (--compare-runs), vanishing and exploding gradients
     (--gradients), how much choosing on the test set flatters (--leakage)
@@ -29,12 +30,12 @@ Run it
     python 05_experiment_architectures.py --help                 # every setting, its default and why
 
 Writes (in outputs/, or --out-dir)
-    architecture_comparison.png   validation accuracy per epoch, test accuracy vs parameters, seconds
+    architecture_comparison.png   validation accuracy per epoch, validation accuracy vs parameters, seconds
     05_<Name>.pth                 each network's checkpoint, from the run with the first seed
     05_experiment_architectures.json   the measurements: "architectures" is a list with, per network,
-                                  name, parameters, test_accuracy (mean over seeds), its spread,
-                                  ensemble_test_accuracy, train_seconds, history and one
-                                  dl_utils.summarize_run per seed
+                                  name, parameters, val_accuracy (last epoch, mean over seeds), its
+                                  spread, ensemble_val_accuracy, train_seconds, history, one summarize_run
+                                  per seed; "chosen": the network ranked first and its test accuracy
     experiments.csv               one row per training run (network x seed)
     lr_sweep.png, lr_sweep.json   with --lr-sweep only (extras/lr_sweep.py): chosen_lr, by validation
     gradient_norms.png, gradients.json   with --gradients only (extras/gradients.py)
@@ -177,7 +178,8 @@ COLORS = {"two-layer": "tab:blue", "three-layer": "tab:purple", "tanh": "tab:ora
 # architecture is the only difference. The loop is 03's (dl_utils.fit, which
 # prints a line per epoch: 12 runs x 5 epochs would bury the results, so
 # those lines are swallowed and each run prints one line instead).
-def train_once(arch: str, *, seed: int, lr: float, data, args, device) -> tuple[nn.Module, dict]:
+# test=False leaves the test set unread (test_accuracy None): 05 tests only its choice, at the end.
+def train_once(arch: str, *, seed: int, lr: float, data, args, device, test: bool = True) -> tuple[nn.Module, dict]:
     """Train network `arch` with `seed`; returns (model, dl_utils.summarize_run results)."""
     dl_utils.set_seed(seed)  # the same seed -> the same initial weights ...
     data.train_loader.generator.manual_seed(seed)  # ... and the same batch order, for every network
@@ -186,11 +188,11 @@ def train_once(arch: str, *, seed: int, lr: float, data, args, device) -> tuple[
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     with contextlib.redirect_stdout(io.StringIO()):  # silence fit's per-epoch lines
         history = dl_utils.fit(model, data.train_loader, data.val_loader, loss_fn, optimizer, epochs=args.epochs)
-    test = dl_utils.evaluate(model, data.test_loader, loss_fn)
+    test_metrics = dl_utils.evaluate(model, data.test_loader, loss_fn) if test else {"accuracy": None, "loss": None}
     hyperparameters = {"arch": arch, "epochs": args.epochs, "batch_size": args.batch_size, "lr": lr,
                        "optimizer": "adam", "seed": seed, "subset": args.subset, "pixels": args.pixels}
     results = dl_utils.summarize_run(script="05_experiment_architectures", hyperparameters=hyperparameters,
-                                     history=history, test_metrics=test,
+                                     history=history, test_metrics=test_metrics,
                                      parameters=dl_utils.count_parameters(model), device=device)
     dl_utils.log_experiment(args.out_dir, results)  # one row per run in experiments.csv
     return model, results
@@ -212,56 +214,57 @@ def ensemble_accuracy(probabilities: list[torch.Tensor], labels: torch.Tensor) -
     return (average.argmax(dim=1) == labels).float().mean().item()
 
 
-def train_every_network(args, data, device, seeds: list[int]) -> list[dict]:
-    """Every --arch with every seed; one entry per network, with its seeds and their ensemble."""
-    entries = []
+def train_every_network(args, data, device, seeds: list[int]) -> tuple[list[dict], dict]:
+    """Every --arch with every seed: one entry per network (judged on validation), and {arch: its models}."""
+    entries, models = [], {}
     for arch in args.arch:
         name = NETWORKS[arch].__name__
         if entries:
             print()  # a blank line between networks
-        runs, test_probabilities = [], []
+        runs, val_probabilities, models[arch] = [], [], []
         for seed in seeds:
-            model, results = train_once(arch, seed=seed, lr=args.lr, data=data, args=args, device=device)
+            model, results = train_once(arch, seed=seed, lr=args.lr, data=data, args=args, device=device, test=False)
             runs.append(results)
-            probabilities, test_labels = dl_utils.collect_predictions(model, data.test_loader, device=device)
-            test_probabilities.append(probabilities)  # (10,000, 10): kept for the ensemble below
-            print(f"{name:15s} seed {seed}: test accuracy {100 * results['test_accuracy']:.2f}% "
+            models[arch].append(model)  # kept in memory: the chosen network's models take the test at the end
+            probabilities, val_labels = dl_utils.collect_predictions(model, data.val_loader, device=device)
+            val_probabilities.append(probabilities)  # (5,000, 10): kept for the ensemble below
+            # The last epoch's validation accuracy: that of the weights the run keeps.
+            print(f"{name:15s} seed {seed}: validation accuracy {100 * results['final_val_accuracy']:.2f}% "
                   f"in {results['train_seconds']:.1f}s")
             if seed == seeds[0]:  # keep the first seed's model, as 03 keeps its one model
                 dl_utils.save_checkpoint(
                     args.out_dir / f"05_{name}.pth", model=model, arch=name, model_config={},
                     hyperparameters=results["hyperparameters"],
-                    metrics={k: results[k] for k in ("test_accuracy", "best_val_accuracy", "train_seconds")},
+                    metrics={k: results[k] for k in ("final_val_accuracy", "best_val_accuracy", "train_seconds")},
                     normalization=data.normalization)
-                first_model = model
-        accuracies = [run["test_accuracy"] for run in runs]
+        accuracies = [run["final_val_accuracy"] for run in runs]
         entries.append({
             "name": name, "key": arch, "parameters": runs[0]["parameters"],
-            "test_accuracy": statistics.mean(accuracies),  # mean over seeds
-            "test_accuracy_std": spread(accuracies),
-            "test_accuracy_per_seed": accuracies,
-            # The seeds' averaged softmax, scored once on the test set (None with one seed).
-            "ensemble_test_accuracy": ensemble_accuracy(test_probabilities, test_labels) if len(runs) > 1 else None,
+            "val_accuracy": statistics.mean(accuracies),  # mean over seeds
+            "val_accuracy_std": spread(accuracies),
+            "val_accuracy_per_seed": accuracies,
+            # The seeds' averaged softmax, scored on the validation set (None with one seed).
+            "ensemble_val_accuracy": ensemble_accuracy(val_probabilities, val_labels) if len(runs) > 1 else None,
             "train_seconds": statistics.mean(run["train_seconds"] for run in runs),  # per run
             "history": runs[0]["history"],  # the first seed's; every seed's is in "runs"
             "runs": runs,
         })
         if arch == "no-activation":
             # Check the algebra on real digits: the collapsed Linear(784, 10) gives the same logits.
-            images = data.test_loader.images[:1000]
+            images, first_model = data.val_loader.images[:1000], models[arch][0]
             with torch.no_grad():
                 difference = (first_model(images) - first_model.collapsed()(images)).abs().max().item()
             print(textwrap.fill(f"{name} is one Linear(784, 10) in disguise: W2 @ W1 and W2 @ b1 + b2 give the "
-                                f"same logits (largest difference on 1,000 test images: {difference:.1e}) with "
-                                f"7,850 numbers instead of {entries[-1]['parameters']:,}.", 100))
-    return entries
+                                f"same logits (largest difference on 1,000 validation images: {difference:.1e}) "
+                                f"with 7,850 numbers instead of {entries[-1]['parameters']:,}.", 100))
+    return entries, models
 
 
 # ---------------------------------------------------------------------------
 # 3. Is a difference real? Compare it with the seed noise
 # ---------------------------------------------------------------------------
 # Each seed gives other initial weights and another batch order, and so a
-# slightly different test accuracy. The mean of n seeds wobbles by about
+# slightly different validation accuracy. The mean of n seeds wobbles by about
 # std / sqrt(n) (its "standard error"). The course calls the standard error
 # of a gap, sqrt(se_a^2 + se_b^2), its "noise", everywhere. A rough rule:
 # call the gap between two means real only when it is more than twice its
@@ -270,9 +273,9 @@ def train_every_network(args, data, device, seeds: list[int]) -> list[dict]:
 # and every run here shares one train/validation split.
 def compare(a: dict, b: dict) -> dict:
     """Is `a` better than `b`? Returns the gap (in accuracy points), its noise and a verdict."""
-    gap = a["test_accuracy"] - b["test_accuracy"]
-    n_a, n_b = len(a["test_accuracy_per_seed"]), len(b["test_accuracy_per_seed"])
-    noise = math.sqrt(a["test_accuracy_std"] ** 2 / n_a + b["test_accuracy_std"] ** 2 / n_b)
+    gap = a["val_accuracy"] - b["val_accuracy"]
+    n_a, n_b = len(a["val_accuracy_per_seed"]), len(b["val_accuracy_per_seed"])
+    noise = math.sqrt(a["val_accuracy_std"] ** 2 / n_a + b["val_accuracy_std"] ** 2 / n_b)
     if min(n_a, n_b) < 2:
         verdict = "cannot tell: one seed shows no noise (run with --seeds 3 or more)"
     elif abs(gap) > 2 * noise:
@@ -290,16 +293,16 @@ def print_table_and_hypothesis(entries: list[dict], seeds: list[int]) -> list[di
     """The table of every network, then the course's hypothesis tested against the seed noise."""
     n = len(seeds)
     several = n > 1
-    print(f"{'network':15s} {'parameters':>10s}  {'test accuracy':>13s}"
+    print(f"{'network':15s} {'parameters':>10s}  {'val accuracy':>13s}"
           + ("   +- std   worst - best   ensemble" if several else "") + "   seconds/run")
     for e in entries:
-        low, high = 100 * min(e["test_accuracy_per_seed"]), 100 * max(e["test_accuracy_per_seed"])
-        print(f"{e['name']:15s} {e['parameters']:>10,}  {100 * e['test_accuracy']:12.2f}%"
-              + (f"   +- {100 * e['test_accuracy_std']:.2f}   {low:5.2f} - {high:5.2f}"
-                 f"   {100 * e['ensemble_test_accuracy']:7.2f}%" if several else "")
+        low, high = 100 * min(e["val_accuracy_per_seed"]), 100 * max(e["val_accuracy_per_seed"])
+        print(f"{e['name']:15s} {e['parameters']:>10,}  {100 * e['val_accuracy']:12.2f}%"
+              + (f"   +- {100 * e['val_accuracy_std']:.2f}   {low:5.2f} - {high:5.2f}"
+                 f"   {100 * e['ensemble_val_accuracy']:7.2f}%" if several else "")
               + f"   {e['train_seconds']:11.1f}")
-    print(f"(test accuracy: the mean of {n} seeds; +- std: how much it moves from seed to seed; ensemble: the {n}\n"
-          " seeds' softmax outputs averaged, one prediction; seconds: per run, train + validation)"
+    print(f"(val accuracy: after the last epoch, the mean of {n} seeds; +- std: how much it moves from seed to seed;\n"
+          f" ensemble: the {n} seeds' softmax outputs averaged, one prediction; seconds: per run, train + validation)"
           if several else "(one seed: rerun with --seeds 3 to see the noise)")
 
     by_key = {e["key"]: e for e in entries}
@@ -329,25 +332,25 @@ def plot_comparison(entries: list[dict], path, *, title: str, show: bool):
         if len(per_seed) > 1:  # the band: lowest to highest seed at each epoch
             ax_curve.fill_between(epochs, [100 * min(v) for v in zip(*per_seed)],
                                   [100 * max(v) for v in zip(*per_seed)], color=color, alpha=0.2)
-        accuracies = [100 * a for a in entry["test_accuracy_per_seed"]]
-        center = 100 * entry["test_accuracy"]
+        accuracies = [100 * a for a in entry["val_accuracy_per_seed"]]
+        center = 100 * entry["val_accuracy"]
         ax_size.errorbar(entry["parameters"] / 1000, center, fmt="o", color=color, markersize=8, capsize=5,
                          yerr=[[center - min(accuracies)], [max(accuracies) - center]])
     ax_curve.set(title="Validation accuracy after each epoch", xlabel="epoch", ylabel="validation accuracy (%)")
     ax_curve.set_xticks(epochs)  # whole epochs only
     ax_curve.legend(loc="center right")
-    ax_size.set(title="Test accuracy vs size", xlabel="parameters (thousands)", ylabel="test accuracy (%)")
+    ax_size.set(title="Validation accuracy vs size", xlabel="parameters (thousands)", ylabel="validation accuracy (%)")
     right = 1.6 * max(entry["parameters"] for entry in entries) / 1000
     ax_size.set_xlim(0, right)  # from 0: honest sizes, and room on the right for the labels
     # Label each point to its right. Networks of the same size (three have 101,770
     # parameters) would write over each other, so their labels are pushed apart.
     low, high = ax_size.get_ylim()
     gap, previous = 0.17 * (high - low), {}  # a two-line label is about this tall
-    for entry in sorted(entries, key=lambda e: e["test_accuracy"]):
+    for entry in sorted(entries, key=lambda e: e["val_accuracy"]):
         x = entry["parameters"] / 1000
-        y = max(100 * entry["test_accuracy"], previous.get(x, -math.inf) + gap)
+        y = max(100 * entry["val_accuracy"], previous.get(x, -math.inf) + gap)
         previous[x] = y
-        ax_size.text(x + 0.03 * right, y, f"{entry['name']}\n{100 * entry['test_accuracy']:.2f}%",
+        ax_size.text(x + 0.03 * right, y, f"{entry['name']}\n{100 * entry['val_accuracy']:.2f}%",
                      color=COLORS[entry["key"]], fontsize=9, va="center")
         high = max(high, y + gap / 2)
     ax_size.set_ylim(low, high)
@@ -363,6 +366,25 @@ def plot_comparison(entries: list[dict], path, *, title: str, show: bool):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return dl_utils.finish_figure(fig, path, show=show)
+
+
+# ---------------------------------------------------------------------------
+# 5. The final exam: the network validation ranked first meets the test set
+# ---------------------------------------------------------------------------
+# The test set stands in for new digits, so it plays no part in choosing. Choose on
+# validation, then read the test set once, for the one choice: an honest score for new digits.
+def final_exam(entries: list[dict], models: dict, data) -> dict:
+    """Test each seed's model of the network ranked first on validation; the only test accuracy 05 reports."""
+    best = max(entries, key=lambda entry: entry["val_accuracy"])
+    loss_fn = nn.CrossEntropyLoss()
+    accuracies = [dl_utils.evaluate(model, data.test_loader, loss_fn)["accuracy"] for model in models[best["key"]]]
+    print(textwrap.fill(f"Ranked first on validation: {best['name']}. Only it is tested: scoring every network "
+                        "and keeping the best would choose on the test set, and the score would flatter "
+                        "(--leakage measures by how much).", 100))
+    print(f"{best['name']} test accuracy: {100 * statistics.mean(accuracies):.2f}%"
+          + (f" +- {100 * spread(accuracies):.2f} over {len(accuracies)} seeds" if len(accuracies) > 1 else ""))
+    return {"name": best["name"], "test_accuracy": statistics.mean(accuracies),
+            "test_accuracy_std": spread(accuracies), "test_accuracy_per_seed": accuracies}
 
 
 # ---------------------------------------------------------------------------
@@ -431,12 +453,12 @@ def main(argv=None) -> dict:
 
     dl_utils.step(f"2. Every network, every seed: {args.epochs} epoch{'s' if args.epochs > 1 else ''}, "
                   f"batch {args.batch_size}, Adam lr {args.lr:g}, seeds {seeds}")
-    entries = train_every_network(args, data, device, seeds)
+    entries, models = train_every_network(args, data, device, seeds)  # judged on validation: the test set waits
 
-    dl_utils.step("3. The table, and the hypothesis against the seed noise")
+    dl_utils.step("3. The table, and the hypothesis against the seed noise (validation accuracy)")
     comparisons = print_table_and_hypothesis(entries, seeds)
 
-    dl_utils.step("4. Plot and save")
+    dl_utils.step("4. The plot")
     n, n_epochs = len(seeds), len(entries[0]["history"]["epoch"])
     plot_path = plot_comparison(
         entries, args.out_dir / "architecture_comparison.png", show=args.show,
@@ -444,10 +466,13 @@ def main(argv=None) -> dict:
               f"batch {args.batch_size}), {n} seed{'s' if n > 1 else ''} each"
               + (": line = mean, band and bars = worst to best seed" if n > 1 else "")
               + f"\nsettings: {changed}")
+
+    dl_utils.step("5. The final exam: the test set, read once")
+    chosen = final_exam(entries, models, data)
     results = {"script": "05_experiment_architectures", "date": entries[0]["runs"][0]["date"],
                "device": dl_utils.device_name(device), "epochs": args.epochs, "batch_size": args.batch_size,
                "lr": args.lr, "seeds": seeds, "subset": args.subset, "config": config,
-               "architectures": entries, "comparisons": comparisons,
+               "architectures": entries, "comparisons": comparisons, "chosen": chosen,
                "total_seconds": time.perf_counter() - start}
     dl_utils.save_results(args.out_dir, "05_experiment_architectures", results)
     print(f"Saved {plot_path.name}, 05_experiment_architectures.json and "

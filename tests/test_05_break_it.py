@@ -91,14 +91,14 @@ def test_05_comparison_reports_the_ensemble(tiny_mnist, tmp_path, monkeypatch):
     monkeypatch.setattr(arch, "ensemble_accuracy", spy)
     two = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST, "--arch", "two-layer",
                      "--seeds", "2"])["architectures"][0]
-    # One average of two DIFFERENT models' test probabilities (one per seed), scored once.
-    assert len(seen) == 1 and len(seen[0]) == 2 and seen[0][0].shape == (200, 10)
+    # One average of two DIFFERENT models' validation probabilities (one per seed), scored once.
+    labels = dl_utils.load_mnist_data(tiny_mnist, subset=300).val_loader.labels
+    assert len(seen) == 1 and len(seen[0]) == 2 and seen[0][0].shape == (len(labels), 10)
     assert not torch.equal(seen[0][0], seen[0][1])
-    labels = dl_utils.load_mnist_data(tiny_mnist, subset=300).test_loader.labels
-    assert two["ensemble_test_accuracy"] == real(seen[0], labels)
+    assert two["ensemble_val_accuracy"] == real(seen[0], labels)
     one = arch.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), *FAST, "--arch", "two-layer",
                      "--seeds", "1"])["architectures"][0]
-    assert one["ensemble_test_accuracy"] is None  # one model is no ensemble
+    assert one["ensemble_val_accuracy"] is None  # one model is no ensemble
 
 
 # ---------------------------------------------------------------------------
