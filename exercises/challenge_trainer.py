@@ -2,8 +2,10 @@
 
 It builds the model that your mlp_challenge(), cnn_challenge() or few_labels_challenge() returns, trains it with the course's loop
 (dl_utils.load_mnist_data + dl_utils.fit: Adam or SGD, your settings), prints the validation accuracy after every
-epoch, reads the test set ONCE per seed, says pass or fail, and saves the results JSON and a row in experiments.csv.
-It is not an exercise: check.py calls it, and it uses check.py's loader and messages.
+epoch, and says pass or fail on the VALIDATION accuracy of the trained model (the 5,000 validation images, which
+training never sees). Only then does it read the test set, once per seed, for your report: retrying until the test
+set says "pass" would be choosing on the test set (05's leakage demo). It saves the results JSON and a row in
+experiments.csv. It is not an exercise: check.py calls it, and it uses check.py's loader and messages.
 """
 
 import os
@@ -11,16 +13,24 @@ from pathlib import Path
 
 from check import CheckerError, display, learner_frame, load_module, where, wrap
 
-# The challenges (exercises/challenges.py): function, target, epoch limit, what it asks.
+# The challenges (exercises/challenges.py): function, target, epoch limit, what it asks. Each target is judged on the
+# validation accuracy after the last epoch. Margin rule: a target sits at least 2 standard errors of an accuracy
+# measured on 5,000 images, sqrt(p * (1 - p) / 5000), below the LOWEST validation accuracy the reference solution
+# (exercises/solutions/challenges.py) reached over seeds 0-2 on the real MNIST, on a half point; an old target was kept
+# where it met that. Measured (docs/results/challenge_*.json, seeds 0, 1, 2), lowest - 2 SE -> target:
+#   mlp 98.62 98.46 98.66% -> 98.11 -> above 98%;   cnn 99.10 99.16 99.12% -> 98.83 -> at least 98.5% (99% left
+#   only 0.10 points, 5 images);   few 96.66 96.30 96.82% -> 95.77 -> at least 95%.
 CHALLENGES = {
     "mlp": {"function": "mlp_challenge", "target": 0.98, "strict": True, "max_epochs": 10, "fully_connected": True,
-            "task": "above 98% test accuracy with a fully connected network (no convolutions), in at most 10 epochs"},
-    "cnn": {"function": "cnn_challenge", "target": 0.99, "strict": False, "max_epochs": 2, "fully_connected": False,
-            "task": "at least 99% test accuracy with a convolutional network in at most 2 epochs"},
-    # A problem the course did not show: labels are scarce. You choose on validation; the test set decides.
+            "task": "above 98% validation accuracy with a fully connected network (no convolutions), in at most 10 "
+                    "epochs"},
+    "cnn": {"function": "cnn_challenge", "target": 0.985, "strict": False, "max_epochs": 2, "fully_connected": False,
+            "task": "at least 98.5% validation accuracy with a convolutional network in at most 2 epochs"},
+    # A problem the course did not show: labels are scarce. The validation images keep theirs: they judge.
     "few": {"function": "few_labels_challenge", "target": 0.95, "strict": False, "max_epochs": 30,
             "fully_connected": False, "subset": 1000,
-            "task": "at least 95% test accuracy when only 1,000 training images have labels, in at most 30 epochs"},
+            "task": "at least 95% validation accuracy when only 1,000 training images have labels, in at most 30 "
+                    "epochs"},
 }
 SETTINGS = {"epochs": int, "batch_size": int, "lr": float, "optimizer": str, "momentum": float, "scheduler": str,
             "weight_decay": float}
@@ -72,8 +82,17 @@ def step_per_batch(optimizer, scheduler):
     return scheduler
 
 
+def passes(accuracy: float, spec: dict) -> bool:
+    """The verdict: a validation accuracy against the challenge's target (never the test accuracy)."""
+    return accuracy > spec["target"] if spec["strict"] else accuracy >= spec["target"]
+
+
+def percents(values) -> str:
+    return ", ".join(f"{100 * value:.2f}%" for value in values)
+
+
 def run_challenge(args) -> int:
-    """Train the learner's challenge model with each seed, judge it on the test set, save the results."""
+    """Train the learner's challenge model with each seed, judge it on validation, then read the test set once."""
     import torch
     from torch import nn
 
@@ -96,7 +115,8 @@ def run_challenge(args) -> int:
     data = dl_utils.load_mnist_data(args.data_dir, batch_size=settings["batch_size"], subset=spec.get("subset"),
                                     seed=0, device=device)  # "few": the first 1,000 training images only
     out_dir = Path(args.out_dir) if args.out_dir else dl_utils.DEFAULT_OUT_DIR
-    runs, load_before = [], os.getloadavg() if hasattr(os, "getloadavg") else None
+    trained, load_before = [], os.getloadavg() if hasattr(os, "getloadavg") else None
+    loss_fn = nn.CrossEntropyLoss()
     for seed in range(args.seeds):
         dl_utils.set_seed(seed)  # the same seed -> the same initial weights and batch order
         data.train_loader.generator.manual_seed(seed)
@@ -112,7 +132,7 @@ def run_challenge(args) -> int:
         if settings["scheduler"] == "onecycle":  # 06's schedule: warm up, then anneal; one step per batch
             step_per_batch(optimizer, torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=settings["lr"], epochs=settings["epochs"], steps_per_epoch=len(data.train_loader)))
-        parameters, loss_fn = dl_utils.count_parameters(model), nn.CrossEntropyLoss()
+        parameters = dl_utils.count_parameters(model)
         print(f"\nSeed {seed}: {parameters:,} parameters; " + ", ".join(f"{k} {v}" for k, v in settings.items()))
         try:
             history = dl_utils.fit(model, data.train_loader, data.val_loader, loss_fn, optimizer,
@@ -120,39 +140,52 @@ def run_challenge(args) -> int:
         except RuntimeError as error:  # e.g. a layer size that does not fit the images
             raise CheckerError(f"Training your model failed: {error}. Check that it takes images of shape "
                                "(B, 1, 28, 28) and returns (B, 10) logits.") from None
-        test = dl_utils.evaluate(model, data.test_loader, loss_fn)  # read once per run, after every choice was made
-        run = dl_utils.summarize_run(script=f"challenge_{name}", hyperparameters={**settings, "seed": seed},
-                                     history=history, test_metrics=test, parameters=parameters, device=device)
-        run["passed"] = test["accuracy"] > spec["target"] if spec["strict"] else test["accuracy"] >= spec["target"]
-        runs.append(run)
-        dl_utils.log_experiment(out_dir, run)  # one more row in your lab notebook, outputs/experiments.csv
-        print(f"Seed {seed}: best validation accuracy {100 * run['best_val_accuracy']:.2f}%, test accuracy "
-              f"{100 * test['accuracy']:.2f}% after {run['train_seconds']:.1f} s of training: "
-              + ("PASS" if run["passed"] else f"not yet ({target} needed)"))
-    accuracies, passed = [run["test_accuracy"] for run in runs], all(run["passed"] for run in runs)
-    mean = sum(accuracies) / len(runs)
-    spread = (sum((a - mean) ** 2 for a in accuracies) / (len(runs) - 1)) ** 0.5 if len(runs) > 1 else 0.0
-    results = {
-        "script": f"challenge_{name}", "challenge": name, "task": spec["task"], "target": spec["target"],
-        "max_epochs": spec["max_epochs"], "training_images": len(data.train_loader.labels), "solutions": args.solutions, "device": runs[0]["device"],
-        "torch_version": torch.__version__, "parameters": runs[0]["parameters"],
-        "settings": runs[0]["hyperparameters"], "seeds": list(range(args.seeds)), "test_accuracy": mean,
-        "test_accuracy_std": spread, "test_accuracy_per_seed": accuracies, "test_accuracy_min": min(accuracies),
-        "best_val_accuracy": sum(r["best_val_accuracy"] for r in runs) / len(runs),
-        "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs),
-        "train_seconds_max": max(r["train_seconds"] for r in runs), "passed": passed, "runs": runs,
-        # Other programs slow training down: the CPU load (1, 5, 15 min) before and after the runs.
-        "load_before": load_before, "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
-    saved = dl_utils.save_results(out_dir, f"challenge_{name}", results)
-    summary = (f"test accuracy {100 * mean:.2f}%" + (f" (mean of {len(runs)} seeds, +- {100 * spread:.2f}, lowest "
-                                                      f"{100 * min(accuracies):.2f}%)" if len(runs) > 1 else "")
-               + f", {results['train_seconds']:.1f} s of training per run")
+        val = history["val_accuracy"][-1]  # the model you hand in (its last epoch), on the validation images
+        trained.append({"seed": seed, "model": model, "settings": settings, "history": history,
+                        "parameters": parameters, "passed": passes(val, spec)})
+        print(f"Seed {seed}: validation accuracy {100 * val:.2f}% after {sum(history['seconds']):.1f} s of training: "
+              + ("PASS" if trained[-1]["passed"] else f"not yet ({target} needed)"))
+    vals, passed = [t["history"]["val_accuracy"][-1] for t in trained], all(t["passed"] for t in trained)
+    seeds = f" (seeds 0-{len(vals) - 1}, lowest {100 * min(vals):.2f}%)" if len(vals) > 1 else ""
+    expected = (f"the {name} challenge expects a validation accuracy {target} after your last epoch, on the 5,000 "
+                "validation images that training never sees" + (", on every seed" if len(vals) > 1 else ""))
     print()
     if passed:
-        print(wrap(f"PASSED: {summary}. Target: {target}."))
+        print(wrap(f"PASSED: {expected}; yours reached {percents(vals)}{seeds}."))
     else:
-        print(wrap(f"Not yet: {summary}; the target is {target}. Tune your settings by the VALIDATION accuracy "
-                   "printed after each epoch (the test set is for the final report), then run it again. Ideas: "
+        short = min(vals) - spec["target"]
+        print(wrap(f"Not yet: {expected}; yours reached {percents(vals)}{seeds}, {100 * -short:.2f} points short. "
+                   "Tune your settings by the validation accuracy printed after each epoch, then run it again. Ideas: "
                    "03's 'Try this' table in LEARNING_GUIDE.md."))
-    print(f"Saved {display(saved)}")
+    # Every verdict is given: only now is the test set read, once per trained model, for the report.
+    runs = []
+    for t in trained:
+        test = dl_utils.evaluate(t["model"], data.test_loader, loss_fn)
+        run = dl_utils.summarize_run(script=f"challenge_{name}", hyperparameters={**t["settings"], "seed": t["seed"]},
+                                     history=t["history"], test_metrics=test, parameters=t["parameters"],
+                                     device=device)
+        runs.append({**run, "val_accuracy": t["history"]["val_accuracy"][-1], "passed": t["passed"]})
+        dl_utils.log_experiment(out_dir, run)  # one more row in your lab notebook, outputs/experiments.csv
+    accuracies = [run["test_accuracy"] for run in runs]
+    mean = sum(accuracies) / len(runs)
+    spread = (sum((a - mean) ** 2 for a in accuracies) / (len(runs) - 1)) ** 0.5 if len(runs) > 1 else 0.0
+    print(wrap(f"Finally, the test score, read once: {100 * mean:.2f}% (for your report, not for the verdict)"
+               + (f"; the mean of {len(runs)} seeds: {percents(accuracies)}." if len(runs) > 1 else ".")))
+    results = {
+        "script": f"challenge_{name}", "challenge": name, "task": spec["task"], "target": spec["target"],
+        "judged_on": "validation accuracy after the last epoch (5,000 images training never sees)",
+        "max_epochs": spec["max_epochs"], "training_images": len(data.train_loader.labels),
+        "solutions": args.solutions, "device": runs[0]["device"], "torch_version": torch.__version__,
+        "parameters": runs[0]["parameters"], "settings": runs[0]["hyperparameters"], "seeds": list(range(args.seeds)),
+        "val_accuracy": sum(vals) / len(vals), "val_accuracy_per_seed": vals, "val_accuracy_min": min(vals),
+        "passed_per_seed": [t["passed"] for t in trained], "passed": passed,
+        # Read after the verdicts, once per seed: for the report only.
+        "test_accuracy": mean, "test_accuracy_std": spread, "test_accuracy_per_seed": accuracies,
+        "test_accuracy_min": min(accuracies),
+        "best_val_accuracy": sum(r["best_val_accuracy"] for r in runs) / len(runs),
+        "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs),
+        "train_seconds_max": max(r["train_seconds"] for r in runs), "runs": runs,
+        # Other programs slow training down: the CPU load (1, 5, 15 min) before and after the runs.
+        "load_before": load_before, "load_after": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    print(f"Saved {display(dl_utils.save_results(out_dir, f'challenge_{name}', results))}")
     return 0 if passed else 1

@@ -34,7 +34,8 @@ def cnn_challenge():
         nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25),
         nn.Linear(128, 10),
     )
-    # One epoch of the same stayed below 99% validation accuracy on each of 3 seeds: a second one it is.
+    # One epoch of the same stayed below 99% validation accuracy on each of 3 seeds; two leave a margin over
+    # the 98.5% target (the margin rule: exercises/challenge_trainer.py).
     settings = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "momentum": 0.0,
                 "scheduler": "onecycle", "weight_decay": 0.0}
     return model, settings
