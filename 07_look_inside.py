@@ -170,7 +170,7 @@ def show_weights(models: dict, images, path, *, made: str, show: bool) -> dict:
     dl_utils.finish_figure(fig, path, show=show)
     print(f"mlp_weights.png: each tile is one neuron's 784 weights. Look for strokes and blobs (parts of digits). "
           f"{len(dead)} neurons never fire on the {len(images):,} test digits ({', '.join(map(str, dead)) or 'none'}): "
-          "their ReLU gives 0, no gradient reaches them, and their weights are still random speckle.")
+          "their ReLU gives 0 for every one of them, so they add nothing to any of these predictions.")
     return {"MLP": {"dead_neurons": dead, "dead_neuron_count": len(dead)}}
 
 

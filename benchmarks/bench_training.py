@@ -31,8 +31,8 @@ Run it (from anywhere; the MNIST folder as for the lesson scripts)
     python benchmarks/run_all.py --data-dir DATA_DIR --only bench_training bench_training_experiments   # into docs/results
 
 Times on a machine busy with other work are inflated (the JSON records the
-load average before and after); ratios from one run on a quiet machine are
-what docs/PERFORMANCE.md quotes. --quick and --subset make the ratios
+load average before and after, and docs/PERFORMANCE.md quotes it beside
+each ratio); compare ratios measured in one run, never absolute seconds. --quick and --subset make the ratios
 incomparable with the targets (start-up costs weigh more).
 
 Internal mode: `bench_training.py --standard-process <03's flags>` (it must
