@@ -118,7 +118,8 @@ class TanhNN(nn.Module):
     Tanh squashes into (-1, 1) and its slope vanishes for large inputs, so
     gradients through saturated neurons are small; ReLU's slope is 1 for
     every positive input. That is the usual argument for ReLU; on a network
-    this shallow the measured difference is small (see the results).
+    this shallow, each at its own lr, the measured difference is within seed
+    noise (docs/results/what_mattered.md#relu_vs_tanh).
     """
 
     def __init__(self):

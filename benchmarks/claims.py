@@ -282,7 +282,7 @@ def write_ledger(ledger: list[dict], machine: dict) -> None:
 def phrase(entry: dict, prefix: str = "docs/results/") -> str:
     """How the docs quote an entry: its verdict, effect and spread, and the link (tests/test_claims.py checks)."""
     verdict = "within noise" if entry["verdict"] == "within noise" else "an effect"
-    return (f"**{verdict}** ({entry['effect']:+.2f} ± {entry['spread']:.2f} points of validation accuracy, "
+    return (f"**{verdict}** ({entry['effect']:+.2f} ± {entry['spread']:.2f} points, "
             f"[ledger: {entry['id']}]({prefix}what_mattered.md#{entry['id']}))")
 
 

@@ -37,8 +37,9 @@ VERDICT = re.compile(r"\b(helps?|helped|hurts?|hurt|no (?:measurable |real )?dif
                      r"within (?:the )?(?:seed )?noise|beyond (?:the )?(?:seed )?noise|beats?|outperform\w*|"
                      r"did the work|mattered|worse than|better than)\b", re.I)
 # Comparisons that are not experiment verdicts (against chance, or defining a word).
+# A verdict word in quotes is being defined, not stated ("within noise"); --help and "help text" are the flag.
 NOT_A_VERDICT = re.compile(r"better than (?:chance|guessing|10%|random)|worse than (?:chance|guessing)|"
-                           r"what mattered|What mattered", re.I)
+                           r"what[ -]mattered|\"[^\"]{1,40}\"|--help|help text", re.I)
 
 
 def ledger() -> list[dict]:
@@ -180,8 +181,8 @@ def test_the_checks_can_fail():
     assert flags_without_lr("python 03_train_mnist.py --hidden 32 --lr 0.001") == ["--hidden", "32"]
 
 
-QUOTE = re.compile(r"\*\*(within noise|an effect)\*\* \(([+\-]\d+\.\d\d) ± (\d+\.\d\d) points of validation "
-                   r"accuracy, \[ledger: ([\w-]+)\]")
+QUOTE = re.compile(r"\*\*(within noise|an effect)\*\* \(([+\-]\d+\.\d\d) ± (\d+\.\d\d) points, "
+                   r"\[ledger: ([\w-]+)\]")
 
 
 def test_quoted_verdicts_and_numbers_are_the_ledgers():
