@@ -23,7 +23,7 @@ Writes (in outputs/, or --out-dir)
     activation_functions.png   each activation and its slope, and softmax at 4 temperatures
     01_hello_pytorch.json      the numbers this script printed
 
-How long: about 5 s on a 2-core CPU, mostly importing PyTorch and matplotlib (README.md "Results").
+How long: a few seconds on a 2-core CPU, mostly importing PyTorch and matplotlib (README.md "Results").
 """
 
 import matplotlib.pyplot as plt

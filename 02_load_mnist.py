@@ -22,7 +22,7 @@ Writes (in outputs/, or --out-dir)
     mnist_statistics.png   how many images per digit, and how bright the pixels are
     02_load_mnist.json     split sizes, class counts, mean and std (03 computes the same)
 
-How long: about 10 s on a 2-core CPU with MNIST on disk, plus its download once (README.md "Results").
+How long: under 10 s on a 2-core CPU with MNIST on disk, plus its download once (README.md "Results").
 """
 
 import textwrap

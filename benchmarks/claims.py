@@ -17,7 +17,8 @@ on the 5,000 validation images every run shares.
 A claim about a METHOD (a loss, an optimizer, a schedule, a normalisation, an
 activation, a layer) gives each condition its own learning rate: every lr
 of the condition's grid is trained with seeds 0-2, the lr with the best mean
-validation accuracy is kept, and the condition is then measured with fresh
+validation accuracy is kept (a best lr at the grid's edge first grows the
+grid a step that way, until the best is inside), and the condition is then measured with fresh
 seeds 3-5 at that lr, so the choice does not flatter its own measurement. A
 claim about a SETTING (hidden size, dropout, epochs, batch size, pixel order)
 runs both conditions at the lesson's own lr with seeds 0-2.
@@ -47,6 +48,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -72,6 +74,7 @@ SGD_RAW = [0.01, 0.03, 0.1, 0.3, 1.0]  # raw pixels in [0, 1] give smaller gradi
 MOMENTUM = [1e-3, 3e-3, 1e-2, 3e-2]  # momentum 0.9 multiplies the step about 10x: the grid goes lower
 ONECYCLE = [3e-3, 7e-3, 1.5e-2]  # OneCycle's PEAK lr, around 06's 7e-3
 CONSTANT = [3e-4, 1e-3, 3e-3]  # a constant lr for 06's CNN, around Adam's usual 1e-3
+MAX_EXTENSIONS = 3  # a grid whose best lr is at an edge grows one step that way, at most this often
 
 
 def cond(label: str, lesson: str, flags: list | None = None, lrs: list | None = None) -> dict:
@@ -216,18 +219,47 @@ def final_val(runs: dict, lesson: str, flags: list, seeds: list) -> list | None:
     return None if None in found else [r["val_accuracy"][-1] for r in found]
 
 
+def nice(lr: float) -> float:
+    """The nearest of 1, 1.5, 3, 7 x 10^k (on a log scale): the values the grids are made of."""
+    k = math.floor(math.log10(lr))
+    options = [m * 10.0 ** e for e in (k - 1, k, k + 1) for m in (1, 1.5, 3, 7)]
+    return float(f"{min(options, key=lambda o: abs(math.log(o / lr))):.3g}")
+
+
+def lr_grid(runs: dict, condition: dict) -> tuple[list[float], dict | None]:
+    """The condition's grid, each lr's mean validation accuracy over SEEDS (None while runs are missing).
+
+    A best lr at the grid's edge says the best may lie beyond it: the grid grows one step that way (the
+    ratio of its last two values) until the best is inside it, at most MAX_EXTENSIONS steps.
+    """
+    lrs = sorted(condition["lrs"])
+    for _ in range(MAX_EXTENSIONS + 1):
+        grid = {}
+        for lr in lrs:
+            values = final_val(runs, condition["lesson"], with_lr(condition, lr), SEEDS)
+            if values is None:
+                return lrs, None
+            grid[f"{lr:g}"] = round(100 * statistics.mean(values), 3)
+        best = float(max(grid, key=grid.get))  # the first of equals: the smaller lr
+        if best == lrs[0]:
+            lrs = [nice(lrs[0] * lrs[0] / lrs[1])] + lrs
+        elif best == lrs[-1]:
+            lrs = lrs + [nice(lrs[-1] * lrs[-1] / lrs[-2])]
+        else:
+            break
+    else:
+        return lrs[1:] if best == lrs[1] else lrs[:-1], grid  # at the limit: the grid as measured
+    return lrs, grid
+
+
 def choose_lr(runs: dict, condition: dict) -> tuple[float | None, dict | None]:
     """A method's lr: the grid's best mean validation accuracy over SEEDS (None when not all are run)."""
     if condition["lrs"] is None:
         return None, None
-    grid = {}
-    for lr in condition["lrs"]:
-        values = final_val(runs, condition["lesson"], with_lr(condition, lr), SEEDS)
-        if values is None:
-            return None, None
-        grid[f"{lr:g}"] = round(100 * statistics.mean(values), 3)
-    best = max(grid, key=grid.get)  # the first of equals: the smaller lr
-    return float(best), grid
+    _, grid = lr_grid(runs, condition)
+    if grid is None:
+        return None, None
+    return float(max(grid, key=grid.get)), grid
 
 
 def measure(runs: dict, condition: dict) -> dict | None:
@@ -296,6 +328,35 @@ def compact_table(ledger: list[dict], prefix: str = "docs/results/") -> str:
     return "\n".join(rows)
 
 
+QUOTED = re.compile(r"\*\*(?:within noise|an effect)\*\* \([+\-]\d+\.\d\d ± \d+\.\d\d points, "
+                    r"\[ledger: ([\w-]+)\]\(([^)#]*)what_mattered\.md#[\w-]+\)\)")
+DOCS = ["README.md", "LEARNING_GUIDE.md", "ML_CONCEPTS_EXPLAINED.md", "docs/PERFORMANCE.md"]
+
+
+def refresh_docs(ledger: list[dict], root: Path = REPO) -> list[str]:
+    """Rewrite the docs' quoted verdicts (phrase) and the guide's table from the ledger; return the changes.
+
+    Reread the sentence around each change: a verdict that flips may need other words.
+    """
+    entries, changes = {e["id"]: e for e in ledger}, []
+    for name in DOCS:
+        path = root / name
+        text = old = path.read_text(encoding="utf-8")
+        text = QUOTED.sub(lambda m: phrase(entries[m.group(1)], m.group(2)) if m.group(1) in entries
+                          else m.group(0), text)
+        if name == "LEARNING_GUIDE.md":  # the table: from its header row to its last row
+            header = compact_table(ledger).splitlines()[0]
+            if header in text:
+                start = text.index(header)
+                end = text.find("\n\n", start)
+                text = text[:start] + compact_table(ledger) + (text[end:] if end != -1 else "\n")
+        if text != old:
+            path.write_text(text, encoding="utf-8")
+            changes += [f"{name}: {a.strip()} -> {b.strip()}" for a, b in zip(old.splitlines(), text.splitlines())
+                        if a != b]
+    return changes
+
+
 def render(ledger: list[dict], machine: dict) -> str:
     """What mattered: every setting the course varies, ranked by its effect on validation accuracy."""
     ranked = sorted(ledger, key=lambda e: -abs(e["effect"]))
@@ -306,7 +367,8 @@ def render(ledger: list[dict], machine: dict) -> str:
              f"(the last epoch's, 5,000 images) over 3 seeds. **Rule:** {RULE.split('; verdict')[0]}; "
              "the verdict is *effect* when |effect| > 2 x spread, else *within noise*. A method (loss, "
              "optimizer, schedule, normalisation, activation, layer) gets its own learning rate per condition: "
-             "the best of its grid on seeds 0-2, then measured on fresh seeds 3-5. The test set is never used "
+             "the best of its grid on seeds 0-2 (a best lr at the grid's edge first grows the grid that way), "
+             "then measured on fresh seeds 3-5. The test set is never used "
              "to choose or judge.", "",
              f"Measured on {machine.get('cpu', '?')} ({machine.get('device', '?')}), torch "
              f"{machine.get('torch_version', '?')}, {machine.get('date', '?')}; load average "
@@ -345,7 +407,7 @@ def planned_runs(claim_ids: list[str], runs: dict) -> list[tuple]:
     todo, seen = [], set(runs)
     for claim_id in claim_ids:
         for condition in CLAIMS[claim_id][2:]:
-            grid = condition["lrs"] or [None]
+            grid = lr_grid(runs, condition)[0] if condition["lrs"] else [None]
             for lr in grid:
                 for seed in SEEDS:
                     key = run_key(condition["lesson"], with_lr(condition, lr), seed)
@@ -392,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder holding MNIST/raw/ (needed unless --ledger)")
     parser.add_argument("--only", nargs="*", choices=list(CLAIMS), help="claims to run (default: all)")
     parser.add_argument("--ledger", action="store_true", help="only rebuild the ledger from the stored runs")
+    parser.add_argument("--docs", action="store_true",
+                        help="then rewrite the docs' quoted verdicts and the guide's table from the ledger")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time, one thread each (default 2)")
     parser.add_argument("--results-dir", type=Path, default=None,
                         help="where the files go (default docs/results; a trial: a scratch folder)")
@@ -421,7 +485,8 @@ def main(argv=None) -> None:
         if not args.data_dir:
             parser.error("--data-dir DATA_DIR is needed to train (or --ledger to only rebuild the ledger)")
         claim_ids = args.only or list(CLAIMS)
-        execute(planned_runs(claim_ids, runs), runs, args.data_dir, args.workers, save)
+        while todo := planned_runs(claim_ids, runs):  # again while a grid grows past its edge
+            execute(todo, runs, args.data_dir, args.workers, save)
         execute(fresh_runs(claim_ids, runs), runs, args.data_dir, args.workers, save)
         machine["load_average"] = records.machine_info().get("load_average")
         save()
@@ -430,6 +495,11 @@ def main(argv=None) -> None:
     for e in ledger:
         print(f"{e['id']:24s} {e['effect']:+6.2f} +- {e['spread']:.2f}  {e['verdict']}")
     print(f"{len(ledger)} of {len(CLAIMS)} claims in docs/results/claims.json and what_mattered.md")
+    if args.docs:
+        changes = refresh_docs(ledger)
+        print("\n".join(changes) or "the docs already quote the ledger")
+        if changes:
+            print("Reread the sentence around each changed line: a flipped verdict may need other words.")
 
 
 if __name__ == "__main__":

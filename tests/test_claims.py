@@ -119,6 +119,9 @@ def test_a_method_gets_its_own_lr_chosen_on_validation_and_measured_on_fresh_see
             grid = m["lr_chosen_on_validation"]
             assert grid and len(grid) >= 3
             assert m["lr"] == float(max(grid, key=grid.get)), f"{e['id']} {side}: not the grid's best"
+            lrs = sorted(grid, key=float)
+            assert len(lrs) > claims.MAX_EXTENSIONS + 3 or m["lr"] not in (float(lrs[0]), float(lrs[-1])), \
+                f"{e['id']} {side}: the best lr is at the grid's edge; rerun claims.py to grow the grid"
             assert set(m["seeds"]).isdisjoint(claims.SEEDS), f"{e['id']}: measured on the seeds that chose"
 
 
@@ -202,3 +205,36 @@ def test_quoted_verdicts_and_numbers_are_the_ledgers():
 def test_the_guide_shows_the_what_mattered_table_as_the_ledger_ranks_it():
     guide = (REPO / "LEARNING_GUIDE.md").read_text(encoding="utf-8")
     assert claims.compact_table(ledger()) in guide, "rerun benchmarks/claims.py and paste compact_table into the guide"
+
+
+def test_a_grid_grows_past_an_edge_where_the_best_lies():
+    """Runs faked so that accuracy rises as the lr falls: the grid must grow downwards, one step a round."""
+    condition = claims.cond("Adam", "03", [], [3e-4, 1e-3, 3e-3])
+    runs = {}
+
+    def fake(lr, accuracy):
+        for seed in claims.SEEDS:
+            runs[claims.run_key("03", claims.with_lr(condition, lr), seed)] = {"val_accuracy": [accuracy]}
+
+    for lr, accuracy in [(3e-4, 0.97), (1e-3, 0.96), (3e-3, 0.95)]:
+        fake(lr, accuracy)
+    lrs, grid = claims.lr_grid(runs, condition)
+    assert lrs == [1e-4, 3e-4, 1e-3, 3e-3] and grid is None  # 1e-4 is still to run
+    assert claims.choose_lr(runs, condition) == (None, None)
+    fake(1e-4, 0.965)  # lower than 3e-4: the best is inside now
+    assert claims.choose_lr(runs, condition)[0] == 3e-4
+    assert list(claims.lr_grid(runs, condition)[1]) == ["0.0001", "0.0003", "0.001", "0.003"]
+
+
+def test_refresh_docs_rewrites_a_quoted_verdict_that_moved(tmp_path):
+    """claims.py --docs: the docs as they are need no change; a moved entry is rewritten where it is quoted."""
+    for name in claims.DOCS:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    entries = ledger()
+    assert claims.refresh_docs(entries, tmp_path) == []
+    moved = [{**entries[0], "effect": -9.99, "spread": 9.99, "verdict": "within noise"}] + entries[1:]
+    changes = claims.refresh_docs(moved, tmp_path)
+    assert any("-9.99 ± 9.99" in change for change in changes)  # the table may also reorder its rows
+    assert f"**within noise** (-9.99 ± 9.99 points, [ledger: {entries[0]['id']}]" in \
+        (tmp_path / "LEARNING_GUIDE.md").read_text(encoding="utf-8")
