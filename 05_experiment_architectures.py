@@ -311,8 +311,8 @@ def print_table_and_hypothesis(entries: list[dict], seeds: list[int]) -> list[di
     if comparisons:
         print("\nThe course's hypothesis: ThreeLayerNN >= TwoLayerNN >= TanhNN, and all beat NoActivationNN. Measured:")
         for c in comparisons:
-            print(f"  {c['a']} - {c['b']}: {100 * c['gap']:+.2f} points (noise {100 * c['noise']:.2f}, "
-                  f"so real beyond {200 * c['noise']:.2f}):\n      {c['verdict']}")
+            noise = f" (noise {100 * c['noise']:.2f}, so real beyond {200 * c['noise']:.2f})" if several else ""
+            print(f"  {c['a']} - {c['b']}: {100 * c['gap']:+.2f} points{noise}:\n      {c['verdict']}")
     return comparisons
 
 

@@ -20,7 +20,8 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 # experiments.csv is plain text, so every cell comes back as a string. These
 # helpers turn the cells back into numbers, keep the runs you ask for, rank
 # them and plot accuracy against one setting (05 --compare-runs uses them).
-RESULT_COLUMNS = ("time", "script", "parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device")
+RESULT_COLUMNS = ("time", "script", "parameters", "final_val_accuracy", "best_val_accuracy", "test_accuracy",
+                  "train_seconds", "device")
 
 
 def _cell_value(text: str):
@@ -123,7 +124,7 @@ def format_runs_table(runs: list[dict], columns: list[str], *, width: int = 100)
         return "-" if value is None else f"{100 * value:.2f}%"
 
     rank = ["#", *(str(i) for i in range(1, len(runs) + 1))]
-    results = [["val acc", *(percent(run.get("best_val_accuracy")) for run in runs)],
+    results = [["best val", *(percent(run.get("best_val_accuracy")) for run in runs)],
                ["test acc", *(percent(run.get("test_accuracy")) for run in runs)],
                ["seconds", *("-" if run.get("train_seconds") is None else f"{run['train_seconds']:.1f}"
                              for run in runs)]]

@@ -86,7 +86,7 @@ def log_experiment(out_dir: str | Path, summary: dict) -> Path:
     """Append one row for this run to <out_dir>/experiments.csv: your lab notebook.
 
     Every training run adds a line (time, script, every hyperparameter,
-    parameters, best validation and test accuracy, seconds, device), so after
+    parameters, last and best validation accuracy, test accuracy, seconds, device), so after
     an afternoon of "change it and rerun" you can still tell which setting
     gave which accuracy. New columns are added when a run brings a setting
     the file has not seen yet (the file is rewritten then).
@@ -94,8 +94,11 @@ def log_experiment(out_dir: str | Path, summary: dict) -> Path:
     path = Path(out_dir) / "experiments.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     row = {"time": summary["date"], "script": summary["script"], **summary["hyperparameters"]}
-    for key in ("parameters", "best_val_accuracy", "test_accuracy", "train_seconds", "device"):
-        row[key] = round(summary[key], 4) if isinstance(summary[key], float) else summary[key]
+    # final_val_accuracy: the last epoch's, the number the lessons print and the claims ledger compares;
+    # best_val_accuracy: the best epoch's, which flatters a run a little (the best of several noisy scores).
+    for key in ("parameters", "final_val_accuracy", "best_val_accuracy", "test_accuracy", "train_seconds", "device"):
+        if key in summary:
+            row[key] = round(summary[key], 4) if isinstance(summary[key], float) else summary[key]
     rows, fields = [], list(row)
     if path.exists():
         with path.open(newline="") as f:

@@ -74,7 +74,7 @@ def test_varying_settings_and_table():
     varying, constant = dl_utils.varying_settings(runs)
     assert varying == ["hidden"] and constant == {"lr": 0.001, "seed": 0}
     table = dl_utils.format_runs_table(runs, varying).splitlines()
-    assert table[0].split() == ["#", "hidden", "val", "acc", "test", "acc", "seconds"]
+    assert table[0].split() == ["#", "hidden", "best", "val", "test", "acc", "seconds"]
     assert table[1].split() == ["1", "128", "98.00%", "97.00%", "1.5"]
 
 

@@ -529,6 +529,9 @@ def test_experiment_log_appends_and_grows_columns(tmp_path):
     assert [row["lr"] for row in rows] == ["0.1", "0.2"]
     assert rows[0]["hidden"] == "" and rows[1]["hidden"] == "64"
     assert rows[1]["train_seconds"] == "1.2346" and rows[1]["test_accuracy"] == "0.25"
+    dl_utils.log_experiment(tmp_path, {**base, "final_val_accuracy": 0.45, "hyperparameters": {"lr": 0.3}})
+    rows = list(csv.DictReader(path.open()))  # the last epoch's: the number the lessons print
+    assert rows[2]["final_val_accuracy"] == "0.45" and rows[0]["final_val_accuracy"] == ""
 
 
 def test_training_history_plot_is_a_png(tmp_path):
