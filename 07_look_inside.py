@@ -408,8 +408,9 @@ def main(argv=None) -> dict:
                "cpu_seconds": time.process_time(),  # CPU time of this process: less sensitive to other programs
                **dl_utils.machine_info()}  # CPU, threads, torch build and how busy the machine was (load_average)
     dl_utils.save_results(out, "07_look_inside", results)
-    print(f"\nSaved mlp_weights.png, saliency.png, feature_space.png, decision_boundary.png, confidence.png, "
-          f"fgsm_vs_epsilon.png and 07_look_inside.json in {out} ({results['total_seconds']:.0f}s in all)")
+    written = ["mlp_weights.png"] * ("MLP" in models) + ["saliency.png", "feature_space.png", "decision_boundary.png",
+                                                          "confidence.png", "fgsm_vs_epsilon.png"]
+    print(f"\nSaved {', '.join(written)} and 07_look_inside.json in {out} ({results['total_seconds']:.0f}s in all)")
     print("Next: the exercises in LEARNING_GUIDE.md, or draw your own digit: python 04_load_model.py --draw")
     return results
 

@@ -314,7 +314,7 @@ def write_ledger(ledger: list[dict], machine: dict) -> None:
 def phrase(entry: dict, prefix: str = "docs/results/") -> str:
     """How the docs quote an entry: its verdict, effect and spread, and the link (tests/test_claims.py checks)."""
     verdict = "within noise" if entry["verdict"] == "within noise" else "an effect"
-    return (f"**{verdict}** ({entry['effect']:+.2f} ± {entry['spread']:.2f} points, "
+    return (f"**{verdict}** ({entry['effect']:+.2f} ± {entry['spread']:.2f}, "
             f"[ledger: {entry['id']}]({prefix}what_mattered.md#{entry['id']}))")
 
 
@@ -328,7 +328,7 @@ def compact_table(ledger: list[dict], prefix: str = "docs/results/") -> str:
     return "\n".join(rows)
 
 
-QUOTED = re.compile(r"\*\*(?:within noise|an effect)\*\* \([+\-]\d+\.\d\d ± \d+\.\d\d points, "
+QUOTED = re.compile(r"\*\*(?:within noise|an effect)\*\* \([+\-]\d+\.\d\d ± \d+\.\d\d, "
                     r"\[ledger: ([\w-]+)\]\(([^)#]*)what_mattered\.md#[\w-]+\)\)")
 DOCS = ["README.md", "LEARNING_GUIDE.md", "ML_CONCEPTS_EXPLAINED.md", "docs/PERFORMANCE.md"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 import textwrap
 from pathlib import Path
 
@@ -105,6 +106,34 @@ def accuracy_by_value(runs: list[dict], setting: str) -> list[dict]:
     return [{"value": value, "runs": len(acc), "best_val_accuracy": max(acc),
              "mean_best_val_accuracy": sum(acc) / len(acc)}
             for value, acc in sorted(groups.items(), key=lambda item: (isinstance(item[0], str), item[0]))]
+
+
+def effects_against_noise(runs: list[dict], setting: str) -> dict:
+    """The claims ledger's rule on your own log: each value of `setting` against the value with the most runs.
+
+    effect = mean validation accuracy (this value) - mean (reference), in points; spread = the standard error
+    of that difference; "effect" when |effect| > 2 x spread, else "within noise" (benchmarks/claims.py).
+    Uses the last epoch's validation accuracy where every run has it (older logs: the best epoch's).
+    A value needs 2 or more runs (seeds) for a spread; those with fewer get no verdict.
+    """
+    key = "final_val_accuracy" if all(run.get("final_val_accuracy") is not None for run in runs) \
+        else "best_val_accuracy"
+    groups = {}
+    for run in runs:
+        if run.get(setting) is not None:
+            groups.setdefault(run[setting], []).append(100 * run[key])
+    reference = max(groups, key=lambda value: len(groups[value]))  # the first of equals
+    ref = groups[reference]
+    rows = []
+    for value, acc in groups.items():
+        if value == reference:
+            continue
+        row = {"value": value, "runs": len(acc), "effect": sum(acc) / len(acc) - sum(ref) / len(ref)}
+        if min(len(acc), len(ref)) >= 2:
+            row["spread"] = (statistics.variance(acc) / len(acc) + statistics.variance(ref) / len(ref)) ** 0.5
+            row["verdict"] = "effect" if abs(row["effect"]) > 2 * row["spread"] else "within noise"
+        rows.append(row)
+    return {"accuracy": key, "reference": reference, "reference_runs": len(ref), "rows": rows}
 
 
 def format_runs_table(runs: list[dict], columns: list[str], *, width: int = 100) -> str:

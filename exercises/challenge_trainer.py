@@ -23,14 +23,16 @@ from check import CheckerError, display, learner_frame, load_module, where, wrap
 CHALLENGES = {
     "mlp": {"function": "mlp_challenge", "target": 0.98, "strict": True, "max_epochs": 10, "fully_connected": True,
             "task": "above 98% validation accuracy with a fully connected network (no convolutions), in at most 10 "
-                    "epochs"},
+                    "epochs", "ideas": "03's 'Try this' list in LEARNING_GUIDE.md (size, dropout, lr, batch size)"},
     "cnn": {"function": "cnn_challenge", "target": 0.985, "strict": False, "max_epochs": 2, "fully_connected": False,
-            "task": "at least 98.5% validation accuracy with a convolutional network in at most 2 epochs"},
+            "task": "at least 98.5% validation accuracy with a convolutional network in at most 2 epochs",
+            "ideas": "06's network and recipe in LEARNING_GUIDE.md (a second conv layer, batch norm, OneCycle)"},
     # A problem the course did not show: labels are scarce. The validation images keep theirs: they judge.
     "few": {"function": "few_labels_challenge", "target": 0.95, "strict": False, "max_epochs": 30,
             "fully_connected": False, "subset": 1000,
             "task": "at least 95% validation accuracy when only 1,000 training images have labels, in at most 30 "
-                    "epochs"},
+                    "epochs", "ideas": "what fights overfitting: 'Regularization' in ML_CONCEPTS_EXPLAINED.md, "
+                    "a CNN, augmentation"},
 }
 SETTINGS = {"epochs": int, "batch_size": int, "lr": float, "optimizer": str, "momentum": float, "scheduler": str,
             "weight_decay": float}
@@ -155,8 +157,8 @@ def run_challenge(args) -> int:
     else:
         short = min(vals) - spec["target"]
         print(wrap(f"Not yet: {expected}; yours reached {percents(vals)}{seeds}, {100 * -short:.2f} points short. "
-                   "Tune your settings by the validation accuracy printed after each epoch, then run it again. Ideas: "
-                   "03's 'Try this' table in LEARNING_GUIDE.md."))
+                   f"You used {settings['epochs']} of the {spec['max_epochs']} epochs allowed. Tune by the validation "
+                   f"accuracy printed after each epoch, then run it again. Ideas: {spec['ideas']}."))
     # Every verdict is given: only now is the test set read, once per trained model, for the report.
     runs = []
     for t in trained:

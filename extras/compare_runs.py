@@ -4,9 +4,11 @@
 it calls `run` below instead of training anything. Every training run of
 03, 05 and 06 adds a row to experiments.csv (dl_utils.log_experiment);
 after an afternoon of "change one thing, rerun", this answers the two
-questions that matter. The ranking uses VALIDATION accuracy: choosing by
-test accuracy would tune on the test set (see "Train, Validation & Test
-Sets" in ML_CONCEPTS_EXPLAINED.md).
+questions that matter, and judges each value of the setting against the
+seed noise by the claims ledger's rule (docs/results/what_mattered.md).
+The ranking uses VALIDATION accuracy: choosing by test accuracy would tune
+on the test set (see "Train, Validation & Test Sets" in
+ML_CONCEPTS_EXPLAINED.md).
 
 Run it
     python 05_experiment_architectures.py --compare-runs hidden
@@ -124,6 +126,23 @@ def run(args) -> dict:
         say(f"Careful: {', '.join(changed)} also changed between these runs, so not every difference above is "
             f"{setting}'s doing. Hold them fixed with --where, e.g. --where {changed[0]}={runs[0].get(changed[0])}")
 
+    # The claims ledger's rule, on your runs: each value against the one with the most runs (its seeds).
+    effects = dl_utils.effects_against_noise(runs, setting)
+    dl_utils.step(f"3. Each {setting} against {setting}={effects['reference']}, judged against the seed noise")
+    if changed:  # the seed noise says nothing about a difference other settings may have made
+        say(f"No verdicts: {', '.join(changed)} changed too. Hold them fixed with --where, then only the seed "
+            f"varies beside {setting}.")
+    else:
+        for row in effects["rows"]:
+            label = f"{setting}={row['value']}"
+            if "verdict" in row:
+                print(f"  {label:<{pad}}   {row['effect']:+.2f} +- {row['spread']:.2f} points   {row['verdict']}")
+            else:
+                print(f"  {label:<{pad}}   {row['effect']:+.2f} points   no spread: run 3 seeds of each (--seed 0 1 2)")
+        which = "last" if effects["accuracy"] == "final_val_accuracy" else "best"
+        say(f"(the {which} epoch's validation accuracy, in points; 'effect' when the difference is more than twice "
+            "its standard error: the rule of docs/results/what_mattered.md)")
+
     plot_path = dl_utils.plot_runs_against(
         runs, setting, args.out_dir / f"runs_by_{setting}.png", show=args.show,
         title=f"{len(runs)} runs of {script}" + (f" ({where_text})" if where_text else "")
@@ -131,7 +150,7 @@ def run(args) -> dict:
     results = {"script": "05_experiment_architectures", "mode": "compare_runs", "setting": setting,
                "where": [f"{key}={value}" for key, value in args.where], "compared_script": script,
                "other_scripts": others, "runs": len(runs), "runs_in_log": len(all_runs),
-               "varying": varying, "best": best, "by_value": by_value}
+               "varying": varying, "best": best, "by_value": by_value, "effects": effects}
     dl_utils.save_results(args.out_dir, "compare_runs", results)
     print(f"\nSaved {plot_path.name} and compare_runs.json in {args.out_dir}")
     return results

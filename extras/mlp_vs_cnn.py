@@ -60,7 +60,8 @@ def compare(cnn: dict, description: dict, out_dir: Path, *, show: bool, note: st
     print(f"{'model':10s} {'parameters':>10s} {'test accuracy':>14s} {'training':>9s} {'epochs':>7s}")
     for name, row in (("MLP (03)", mlp), ("CNN (06)", cnn)):
         if row is None:
-            print(f"{name:10s} {description['mlp_parameters']:>10,}   (not trained yet: run 03_train_mnist.py)")
+            print(f"{name:10s} {description['mlp_parameters']:>10,}   (no 03 results in {out_dir}: run "
+                  f"03_train_mnist.py --out-dir {out_dir})")
             continue
         seconds = f"{row['train_seconds']:.1f}s" if row.get("train_seconds") is not None else "?"
         print(f"{name:10s} {row['parameters']:>10,} {100 * row['test_accuracy']:>13.2f}% {seconds:>9s} "

@@ -197,3 +197,15 @@ def test_07_with_the_mlp_only_and_its_own_epsilons(tiny_mnist, tmp_path, monkeyp
     assert set(results["models"]) == {"MLP"}
     assert list(results["models"]["MLP"]["fgsm_accuracy"]) == ["0", "0.2"]
     assert results["settings"]["attacked"] == 50 and results["settings"]["epsilons"] == [0.0, 0.2]
+
+
+def test_07_with_the_cnn_only_names_only_the_files_it_wrote(tiny_mnist, tmp_path, capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(dl_utils, "finish_figure", lambda fig, path, show=False: plt.close(fig))  # saved above
+    data = dl_utils.load_mnist_data(tiny_mnist)
+    save_trained(dl_utils.CNN(), "CNN", {"dropout": 0.25}, data, tmp_path / "cnn_model.pth", epochs=1)
+    look.main(["--data-dir", str(tiny_mnist), "--out-dir", str(tmp_path), "--device", "cpu", "--quick",
+               "--epsilons", "0", "0.2", "--attacked", "50"])
+    saved_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Saved ")][-1]
+    assert "mlp_weights.png" not in saved_line and "saliency.png" in saved_line  # no MLP, no weight picture

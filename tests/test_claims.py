@@ -184,7 +184,7 @@ def test_the_checks_can_fail():
     assert flags_without_lr("python 03_train_mnist.py --hidden 32 --lr 0.001") == ["--hidden", "32"]
 
 
-QUOTE = re.compile(r"\*\*(within noise|an effect)\*\* \(([+\-]\d+\.\d\d) ± (\d+\.\d\d) points, "
+QUOTE = re.compile(r"\*\*(within noise|an effect)\*\* \(([+\-]\d+\.\d\d) ± (\d+\.\d\d), "
                    r"\[ledger: ([\w-]+)\]")
 
 
@@ -236,5 +236,5 @@ def test_refresh_docs_rewrites_a_quoted_verdict_that_moved(tmp_path):
     moved = [{**entries[0], "effect": -9.99, "spread": 9.99, "verdict": "within noise"}] + entries[1:]
     changes = claims.refresh_docs(moved, tmp_path)
     assert any("-9.99 ± 9.99" in change for change in changes)  # the table may also reorder its rows
-    assert f"**within noise** (-9.99 ± 9.99 points, [ledger: {entries[0]['id']}]" in \
+    assert f"**within noise** (-9.99 ± 9.99, [ledger: {entries[0]['id']}]" in \
         (tmp_path / "LEARNING_GUIDE.md").read_text(encoding="utf-8")

@@ -183,3 +183,23 @@ def test_a_choice_spelt_true_stays_text_and_a_bool_is_found_as_typed():
     assert lab_notebook.filter_runs(runs, {"labels": "true"}) == runs[:1]
     assert lab_notebook.filter_runs(runs, {"batch_norm": "true"}) == runs[:1]
     assert lab_notebook.filter_runs(runs, {"batch_norm": "False"}) == runs[1:]
+
+
+def test_effects_against_noise_apply_the_ledgers_rule_to_your_own_runs():
+    """Each value against the one with the most runs: effect, its standard error, and the 2x verdict."""
+    runs = [{**run("03", 0.99, 0.9, hidden=128, seed=s), "final_val_accuracy": a}
+            for s, a in enumerate([0.975, 0.977, 0.976])]
+    runs += [{**run("03", 0.99, 0.9, hidden=32, seed=s), "final_val_accuracy": a}
+             for s, a in enumerate([0.965, 0.964, 0.966])]
+    runs += [{**run("03", 0.99, 0.9, hidden=64, seed=s), "final_val_accuracy": a}
+             for s, a in enumerate([0.9745, 0.9775, 0.9765])]
+    runs.append({**run("03", 0.99, 0.9, hidden=512, seed=0), "final_val_accuracy": 0.98})
+    effects = dl_utils.effects_against_noise(runs, "hidden")
+    assert effects["reference"] == 128 and effects["accuracy"] == "final_val_accuracy"  # not the best epoch's
+    rows = {row["value"]: row for row in effects["rows"]}
+    assert rows[32]["effect"] == pytest.approx(-1.1) and rows[32]["verdict"] == "effect"
+    assert rows[32]["spread"] == pytest.approx((0.01 / 3 + 0.01 / 3) ** 0.5)  # variances 0.01 points^2
+    assert rows[64]["verdict"] == "within noise"  # -0.03 points against a spread of about 0.1
+    assert "verdict" not in rows[512] and rows[512]["runs"] == 1  # one run: no spread, no verdict
+    older = [{k: v for k, v in r.items() if k != "final_val_accuracy"} for r in runs]
+    assert dl_utils.effects_against_noise(older, "hidden")["accuracy"] == "best_val_accuracy"
