@@ -27,8 +27,8 @@ What lives here, in the order a lesson uses it; [03 05] = the lessons whose code
               save_results [01 02 03 04 05 06 07], summarize_run [03 05 06], log_experiment [03 05 06],
               machine_info [07]
     comparing read_experiments [05], filter_runs [05], best_runs [05], varying_settings [05],
-              accuracy_by_value [05], effects_against_noise [05], format_runs_table [05], plot_runs_against [05],
-              RESULT_COLUMNS [05]
+              accuracy_key [05], accuracy_by_value [05], effects_against_noise [05], format_runs_table [05],
+              plot_runs_against [05], RESULT_COLUMNS [05]
     inspect   confusion_matrix [06 07], most_confused_pairs [06 07], misclassified_indices [06]
     own digit prepare_digit_image [04 06], classify_own_digit [04 06], predict_digit [04], format_top_k,
               plot_digit_prediction, center_of_mass, MNIST_SIZE, MNIST_BOX, MNIST_STROKE
@@ -70,7 +70,7 @@ from course.cli import (  # noqa: F401  (re-exported: lessons write dl_utils.X)
     settings_from_args,
 )
 from course.lab_notebook import (  # noqa: F401
-    RESULT_COLUMNS, accuracy_by_value, best_runs, effects_against_noise, filter_runs, format_runs_table,
+    RESULT_COLUMNS, accuracy_by_value, accuracy_key, best_runs, effects_against_noise, filter_runs, format_runs_table,
     plot_runs_against, read_experiments, varying_settings,
 )
 from course.own_digit import (  # noqa: F401

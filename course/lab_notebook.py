@@ -73,13 +73,21 @@ def filter_runs(runs: list[dict], where) -> list[dict]:
     return [run for run in runs if all(matches(run.get(key), text) for key, text in conditions)]
 
 
-def best_runs(runs: list[dict], *, k: int = 10, by: str = "best_val_accuracy") -> list[dict]:
-    """The k runs with the highest `by`, best first.
+def accuracy_key(runs: list[dict]) -> str:
+    """The measure every comparison here uses: the last epoch's validation accuracy (what the lessons print and
+    the claims ledger compares) where every run logged it; older logs have only the best epoch's."""
+    return "final_val_accuracy" if all(run.get("final_val_accuracy") is not None for run in runs) \
+        else "best_val_accuracy"
+
+
+def best_runs(runs: list[dict], *, k: int = 10, by: str | None = None) -> list[dict]:
+    """The k runs with the highest `by` (default: accuracy_key), best first.
 
     Rank by VALIDATION accuracy: picking the winner by test accuracy would
     make the test set part of your tuning, and its score would no longer be
     an honest estimate (see "Train, Validation & Test Sets").
     """
+    by = by or accuracy_key(runs)
     return sorted((run for run in runs if run.get(by) is not None), key=lambda run: run[by], reverse=True)[:k]
 
 
@@ -98,13 +106,12 @@ def varying_settings(runs: list[dict]) -> tuple[list[str], dict]:
 
 def accuracy_by_value(runs: list[dict], setting: str) -> list[dict]:
     """For each value of `setting` (runs without it are skipped): how many runs, the best and the mean
-    best validation accuracy. Sorted by value."""
-    groups = {}
+    validation accuracy (accuracy_key). Sorted by value."""
+    key, groups = accuracy_key(runs), {}
     for run in runs:
         if run.get(setting) is not None:
-            groups.setdefault(run[setting], []).append(run["best_val_accuracy"])
-    return [{"value": value, "runs": len(acc), "best_val_accuracy": max(acc),
-             "mean_best_val_accuracy": sum(acc) / len(acc)}
+            groups.setdefault(run[setting], []).append(run[key])
+    return [{"value": value, "runs": len(acc), "best": max(acc), "mean": sum(acc) / len(acc), "accuracy": key}
             for value, acc in sorted(groups.items(), key=lambda item: (isinstance(item[0], str), item[0]))]
 
 
@@ -116,9 +123,7 @@ def effects_against_noise(runs: list[dict], setting: str) -> dict:
     Uses the last epoch's validation accuracy where every run has it (older logs: the best epoch's).
     A value needs 2 or more runs (seeds) for a spread; those with fewer get no verdict.
     """
-    key = "final_val_accuracy" if all(run.get("final_val_accuracy") is not None for run in runs) \
-        else "best_val_accuracy"
-    groups = {}
+    key, groups = accuracy_key(runs), {}
     for run in runs:
         if run.get(setting) is not None:
             groups.setdefault(run[setting], []).append(100 * run[key])
@@ -153,7 +158,8 @@ def format_runs_table(runs: list[dict], columns: list[str], *, width: int = 100)
         return "-" if value is None else f"{100 * value:.2f}%"
 
     rank = ["#", *(str(i) for i in range(1, len(runs) + 1))]
-    results = [["best val", *(percent(run.get("best_val_accuracy")) for run in runs)],
+    key = accuracy_key(runs)
+    results = [["val acc" if key == "final_val_accuracy" else "best val", *(percent(run.get(key)) for run in runs)],
                ["test acc", *(percent(run.get("test_accuracy")) for run in runs)],
                ["seconds", *("-" if run.get("train_seconds") is None else f"{run['train_seconds']:.1f}"
                              for run in runs)]]
@@ -177,7 +183,7 @@ def format_runs_table(runs: list[dict], columns: list[str], *, width: int = 100)
 
 def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title: str | None = None,
                       show: bool = False) -> Path:
-    """Best validation accuracy of every run against one setting, one colour per script.
+    """Validation accuracy (accuracy_key) of every run against one setting, one colour per script.
 
     Each dot is one run; the line joins the best run at each value (the best
     is a fairer summary than the mean when other settings changed too: one
@@ -188,7 +194,7 @@ def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title
     in another setting, or only in their seed.
     """
     runs = [run for run in runs if run.get(setting) is not None]
-    values = [run[setting] for run in runs]
+    key, values = accuracy_key(runs), [run[setting] for run in runs]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     order = sorted(set(values)) if numeric else sorted(set(map(str, values)))
     position = (lambda v: float(v)) if numeric else (lambda v: float(order.index(str(v))))
@@ -201,7 +207,7 @@ def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title
         # On a column axis, each script's dots sit a little apart so they do not hide each other.
         shift = 0.0 if numeric else 0.12 * (index - (len(scripts) - 1) / 2)
         xs = [position(run[setting]) + shift for run in mine]
-        ys = [100 * run["best_val_accuracy"] for run in mine]
+        ys = [100 * run[key] for run in mine]
         ax.plot(xs, ys, "o", color=color, alpha=0.55, label=f"{script}: {len(mine)} run{'s' if len(mine) > 1 else ''}")
         best = {}
         for x, y in zip(xs, ys):
@@ -216,7 +222,8 @@ def plot_runs_against(runs: list[dict], setting: str, path: str | Path, *, title
         ax.xaxis.set_minor_locator(NullLocator())
     if not numeric:
         ax.set_xlim(-0.5, len(order) - 0.5)
-    ax.set(xlabel=setting + (" (log scale)" if log_axis else ""), ylabel="best validation accuracy (%)",
+    which = "last" if key == "final_val_accuracy" else "best"
+    ax.set(xlabel=setting + (" (log scale)" if log_axis else ""), ylabel=f"{which} epoch's validation accuracy (%)",
            title=title or f"Validation accuracy against {setting}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)

@@ -114,11 +114,13 @@ def run(args) -> dict:
     # Accuracy against the chosen setting: the best and the mean run at each value.
     by_value = dl_utils.accuracy_by_value(runs, setting)
     dl_utils.step(f"2. Validation accuracy by {setting}")
-    print("(the best run and the mean of the runs at each value; other settings may differ too)")
+    which = "last" if dl_utils.accuracy_key(runs) == "final_val_accuracy" else "best"
+    say(f"(the {which} epoch's validation accuracy: the best run and the mean of the runs at each value; "
+        "other settings may differ too)")
     pad = max(len(f"{setting}={row['value']}") for row in by_value)  # one column, however long the values
     for row in by_value:
-        print(f"  {setting + '=' + str(row['value']):<{pad}}   best {100 * row['best_val_accuracy']:6.2f}%   "
-              f"mean {100 * row['mean_best_val_accuracy']:6.2f}%   {row['runs']} run{'s' if row['runs'] > 1 else ''}")
+        print(f"  {setting + '=' + str(row['value']):<{pad}}   best {100 * row['best']:6.2f}%   "
+              f"mean {100 * row['mean']:6.2f}%   {row['runs']} run{'s' if row['runs'] > 1 else ''}")
     # A difference is the setting's doing only if nothing else changed (the seed aside).
     varying, _ = dl_utils.varying_settings(runs)
     changed = [key for key in varying if key not in (setting, "seed")]
@@ -139,14 +141,13 @@ def run(args) -> dict:
                 print(f"  {label:<{pad}}   {row['effect']:+.2f} +- {row['spread']:.2f} points   {row['verdict']}")
             else:
                 print(f"  {label:<{pad}}   {row['effect']:+.2f} points   no spread: run 3 seeds of each (--seed 0 1 2)")
-        which = "last" if effects["accuracy"] == "final_val_accuracy" else "best"
         say(f"(the {which} epoch's validation accuracy, in points; 'effect' when the difference is more than twice "
             "its standard error: the rule of docs/results/what_mattered.md)")
 
     plot_path = dl_utils.plot_runs_against(
         runs, setting, args.out_dir / f"runs_by_{setting}.png", show=args.show,
         title=f"{len(runs)} runs of {script}" + (f" ({where_text})" if where_text else "")
-              + f":\nbest validation accuracy against {setting}")
+              + f":\nvalidation accuracy against {setting}")
     results = {"script": "05_experiment_architectures", "mode": "compare_runs", "setting": setting,
                "where": [f"{key}={value}" for key, value in args.where], "compared_script": script,
                "other_scripts": others, "runs": len(runs), "runs_in_log": len(all_runs),

@@ -48,6 +48,8 @@ def test_best_runs_are_ranked_by_validation_not_test():
     runs = [run("03", 0.95, 0.99), run("03", 0.98, 0.96), run("03", 0.97, 0.97), run("03", None, 0.99)]
     best = dl_utils.best_runs(runs, k=2)
     assert [r["best_val_accuracy"] for r in best] == [0.98, 0.97]
+    last = [{**r, "final_val_accuracy": 1 - (r["best_val_accuracy"] or 0)} for r in runs]  # the reverse order
+    assert [r["best_val_accuracy"] for r in dl_utils.best_runs(last, k=2)] == [None, 0.95]  # by the last epoch's
 
 
 def test_filter_runs_compares_values_not_text():
@@ -65,7 +67,11 @@ def test_accuracy_by_value_groups_best_and_mean():
             run("05", 0.97, 0.9)]  # no hidden: left out
     rows = dl_utils.accuracy_by_value(runs, "hidden")
     assert [r["value"] for r in rows] == [32, 128] and rows[1]["runs"] == 2
-    assert rows[1]["best_val_accuracy"] == 0.98 and rows[1]["mean_best_val_accuracy"] == pytest.approx(0.97)
+    assert rows[1]["best"] == 0.98 and rows[1]["mean"] == pytest.approx(0.97)
+    assert rows[1]["accuracy"] == "best_val_accuracy"  # an older log: only the best epoch's
+    logged = [{**r, "final_val_accuracy": r["best_val_accuracy"] - 0.01} for r in runs]
+    rows = dl_utils.accuracy_by_value(logged, "hidden")
+    assert rows[1]["accuracy"] == "final_val_accuracy" and rows[1]["best"] == pytest.approx(0.97)
 
 
 def test_varying_settings_and_table():
@@ -109,8 +115,8 @@ def test_05_compare_runs_reads_what_03_wrote(tiny_mnist, tmp_path, capsys):
     results = arch.main(["--out-dir", str(tmp_path), "--compare-runs", "hidden"])  # no --data-dir: trains nothing
     out = capsys.readouterr().out
     assert results["runs"] == 3 and results["setting"] == "hidden"
-    best_val = max(t["best_val_accuracy"] for t in trained)
-    assert results["best"][0]["best_val_accuracy"] == pytest.approx(best_val, abs=1e-4)
+    last_val = max(t["final_val_accuracy"] for t in trained)  # the last epoch's, as 03 printed it
+    assert results["best"][0]["final_val_accuracy"] == pytest.approx(last_val, abs=1e-4)
     by_value = {row["value"]: row for row in results["by_value"]}
     assert set(by_value) == {8, 32} and by_value[32]["runs"] == 2
     assert sorted(results["varying"]) == ["hidden", "lr"] and "Careful: lr also changed" in out
