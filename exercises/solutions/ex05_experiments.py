@@ -65,7 +65,7 @@ def best_run(runs):
 def compare_with_noise(a, b):
     """05's rule of thumb: is the gap between two networks more than the seed noise?
 
-    a, b: lists of test accuracies (fractions), one per seed, at least 2 each.
+    a, b: lists of validation accuracies (fractions), one per seed, at least 2 each.
     gap = mean(a) - mean(b). The noise of that gap is sqrt(std_a**2 / n_a +
     std_b**2 / n_b), where std is the sample standard deviation over the seeds
     (statistics.stdev: it divides by n - 1) and n the number of seeds.
