@@ -25,7 +25,9 @@ runs both conditions at the lesson's own lr with seeds 0-2.
 
 Each run is the lesson's own code with the flags a learner would type
 (03's main(); 05's and 06's training functions with their parsed flags).
-A measured run's test accuracy is stored as the once-read report, never used.
+Every run reads the test set once, after training, and stores it; the ledger
+reports it only for the measured conditions and never chooses or judges by it
+(the lr-grid runs' test accuracies sit unused in claims_runs.json).
 
     python benchmarks/claims.py --data-dir DATA_DIR             # the runs not done yet, then the ledger
     python benchmarks/claims.py --data-dir DATA_DIR --only loss_mse onecycle
